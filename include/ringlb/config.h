@@ -142,7 +142,7 @@ struct rlb_health_check_cfg {
     char *path;                /* default "/" */
     uint16_t port;             /* 0 = traffic-port (default) */
     uint64_t interval_ms;      /* default 30s; 100ms..300s accepted */
-    uint64_t timeout_ms;       /* default 5s */
+    uint64_t timeout_ms;       /* default 5s (min(5s, interval/2) when omitted); < interval */
     uint32_t healthy_threshold;   /* default 5 */
     uint32_t unhealthy_threshold; /* default 2 */
     char *matcher;             /* as written, default "200" */
@@ -249,5 +249,11 @@ int rlb_duration_parse(const char *s, uint64_t *ms);
 
 /* Parse "host:port" / "[v6]:port" with a numeric host into `out`. Returns 0 or -EINVAL. */
 int rlb_sockaddr_parse(const char *s, struct rlb_sockaddr *out);
+
+/* The `ringlb check -c FILE [--alb-limits]` command (argv[0] is "check"). Loads and validates
+ * FILE; prints every error ("FILE:LINE:COL: message") on stdout and returns 2 when invalid,
+ * else prints the ALB-quota lines when --alb-limits is given, then "ok", and returns 0. A usage
+ * error prints a message on stderr and returns 2. Main thread only. */
+int rlb_config_check_main(int argc, char **argv);
 
 #endif
