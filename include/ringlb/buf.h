@@ -1,0 +1,121 @@
+/* buf.h — the byte plumbing of a worker: provided buffers, owned blocks, segments, queues.
+ *
+ * Received bytes live in the worker's provided-buffer ring (kernel-selected buffers for
+ * multishot recv). A segment (struct rlb_seg) is a reference to a run of bytes in such a buffer
+ * or in an owned, refcounted heap block (rewritten heads, LB responses). Segments are moved,
+ * never copied, from a connection's input queue to the peer connection's output queue, so a
+ * request or response body crosses ringlb without a user-space copy; a provided buffer goes
+ * back to the kernel when its last segment is released.
+ *
+ * Everything here is owned by one worker thread and never touched by another.
+ */
+#ifndef RINGLB_BUF_H
+#define RINGLB_BUF_H
+
+#include <liburing.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* A refcounted heap block. Owner: the segments that reference it. */
+struct rlb_block {
+    uint32_t refs;
+    uint32_t cap;
+    char data[];
+};
+
+/* The provided-buffer ring of one worker. */
+struct rlb_bufring {
+    struct io_uring_buf_ring *br; /* shared with the kernel */
+    char *base;                   /* nbufs * bufsz bytes */
+    uint32_t nbufs;
+    uint32_t bufsz;
+    uint16_t bgid;
+    uint16_t *refs;               /* per buffer: segments referencing it */
+    uint32_t outstanding;         /* buffers handed out by the kernel, not yet returned */
+    size_t ring_bytes;
+};
+
+/* A reference to bytes in a provided buffer (bid >= 0) or an owned block. */
+struct rlb_seg {
+    struct rlb_seg *next;
+    char *data;               /* first byte not yet consumed */
+    uint32_t len;             /* bytes left */
+    int32_t bid;              /* provided buffer id, or -1 for a block */
+    struct rlb_block *block;  /* when bid < 0; NULL for static data */
+};
+
+/* A FIFO of segments. Owner: the connection that embeds it. */
+struct rlb_bq {
+    struct rlb_seg *head, *tail;
+    uint32_t bytes;
+};
+
+/* Per-worker allocator for segments (a free list; no allocation in steady state). */
+struct rlb_segpool {
+    struct rlb_seg *free;
+    struct rlb_bufring *ring;
+};
+
+/* Register a buffer ring of `nbufs` (power of two) buffers of `bufsz` bytes as group `bgid`
+ * on `ring`. Returns 0 or -errno. */
+int rlb_bufring_init(struct rlb_bufring *br, struct io_uring *ring, uint16_t bgid,
+                     uint32_t nbufs, uint32_t bufsz);
+
+/* Unregister and free the buffer ring. */
+void rlb_bufring_destroy(struct rlb_bufring *br, struct io_uring *ring);
+
+/* Take ownership of buffer `bid` that the kernel just filled (refcount 1). */
+void rlb_bufring_took(struct rlb_bufring *br, uint32_t bid);
+
+/* Drop one reference to buffer `bid`; at zero it goes back to the kernel. */
+void rlb_bufring_release(struct rlb_bufring *br, uint32_t bid);
+
+/* Allocate a block of at least `cap` bytes with one reference. NULL on ENOMEM. */
+struct rlb_block *rlb_block_new(uint32_t cap);
+
+/* Drop one reference to `b`; freed at zero. */
+void rlb_block_unref(struct rlb_block *b);
+
+/* A new segment referencing provided buffer `bid` (which the caller already owns one
+ * reference to, e.g. from rlb_bufring_took()). NULL on ENOMEM. */
+struct rlb_seg *rlb_seg_from_buf(struct rlb_segpool *sp, uint32_t bid, uint32_t len);
+
+/* A new segment over `len` bytes of block `b` starting at `data`; takes over the caller's
+ * reference to `b`. NULL on ENOMEM. */
+struct rlb_seg *rlb_seg_from_block(struct rlb_segpool *sp, struct rlb_block *b, char *data,
+                                   uint32_t len);
+
+/* A new segment over static bytes (never freed). NULL on ENOMEM. */
+struct rlb_seg *rlb_seg_static(struct rlb_segpool *sp, const char *data, uint32_t len);
+
+/* A second segment over the first `len` bytes of `s` (one more reference to its storage). */
+struct rlb_seg *rlb_seg_clone(struct rlb_segpool *sp, const struct rlb_seg *s, uint32_t len);
+
+/* Release a segment and its reference to its storage. */
+void rlb_seg_free(struct rlb_segpool *sp, struct rlb_seg *s);
+
+/* Free every cached segment (worker exit). */
+void rlb_segpool_destroy(struct rlb_segpool *sp);
+
+/* Append `s` to `q`. */
+void rlb_bq_push(struct rlb_bq *q, struct rlb_seg *s);
+
+/* Release the first `n` bytes of `q` (n <= q->bytes). */
+void rlb_bq_consume(struct rlb_segpool *sp, struct rlb_bq *q, uint32_t n);
+
+/* Move the first `n` bytes of `src` to the end of `dst` (n <= src->bytes), splitting a
+ * segment when needed. Returns 0 or -ENOMEM (then nothing of the last piece moved). */
+int rlb_bq_move(struct rlb_segpool *sp, struct rlb_bq *src, struct rlb_bq *dst, uint32_t n);
+
+/* Append clones of the first `n` bytes of `src` to `dst` (src unchanged). 0 or -ENOMEM. */
+int rlb_bq_clone(struct rlb_segpool *sp, const struct rlb_bq *src, struct rlb_bq *dst,
+                 uint32_t n);
+
+/* Release everything in `q`. */
+void rlb_bq_clear(struct rlb_segpool *sp, struct rlb_bq *q);
+
+/* Copy the first `n` bytes of `q` into `out` (q unchanged; n <= q->bytes). */
+void rlb_bq_copyout(const struct rlb_bq *q, char *out, uint32_t n);
+
+#endif

@@ -1,0 +1,142 @@
+/* proxy.h — client connections, target connections and the exchange between them.
+ *
+ * A client connection (struct rlb_conn, conn.c) reads request heads, answers locally
+ * (fixed-response, redirect, LB errors) or starts an exchange (struct rlb_exchange) that binds
+ * it to a target connection (struct rlb_upconn, upstream.c) for one request/response. Bodies
+ * flow as segments from one stream's input queue to the other's output queue; each side stops
+ * reading while the other side's output queue is above RLB_HIGH_WATER. Requests on one client
+ * connection are handled one at a time, so pipelined responses leave in order.
+ *
+ * All of these are owned by one worker thread.
+ */
+#ifndef RINGLB_PROXY_H
+#define RINGLB_PROXY_H
+
+#include <llhttp.h>
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "ringlb/http1.h"
+#include "ringlb/snapshot.h"
+#include "ringlb/stream.h"
+#include "ringlb/timer.h"
+#include "ringlb/worker.h"
+
+/* Stop reading a side while the other side has this much queued for sending. */
+#define RLB_HIGH_WATER (256u * 1024u)
+/* Requests whose head+body fit this are kept for the one retry on a fresh connection. */
+#define RLB_RETRY_KEEP (64u * 1024u)
+/* Connect timeout towards targets (ALB: 10 s, then 504). */
+#define RLB_CONNECT_TIMEOUT_MS 10000u
+/* How long a closing client connection waits for the client's FIN after ours. */
+#define RLB_LINGER_MS 2000u
+
+enum rlb_conn_state {
+    RLB_C_HEAD = 0,   /* waiting for / reading a request head */
+    RLB_C_EXCHANGE,   /* a request is being forwarded to a target */
+    RLB_C_LOCAL,      /* a local response is queued; the request body is being discarded */
+    RLB_C_TUNNEL,     /* after 101: bytes both ways */
+    RLB_C_CLOSING,    /* our side is shut down; waiting for the client to close */
+};
+
+/* A client connection. Owner: its worker; freed when its stream is freed. */
+struct rlb_conn {
+    struct rlb_stream st;          /* first member: a stream pointer is a conn pointer */
+    struct rlb_conn *next, *prev;  /* worker's connection list */
+    struct rlb_wlistener *wl;      /* the listen socket it came from */
+    struct rlb_timer timer;
+    union {
+        struct sockaddr sa;
+        struct sockaddr_in in4;
+        struct sockaddr_in6 in6;
+    } peer;
+    uint64_t created_ms;
+    uint64_t head_start_ms;        /* first byte of the pending head; 0 when none */
+    uint64_t active_ms;            /* last byte in or out */
+    struct rlb_head_scan scan;
+    struct rlb_exchange *ex;       /* the current request, NULL between requests */
+    uint32_t requests;
+    uint8_t state;                 /* enum rlb_conn_state */
+    bool close_after;              /* close once the current response is sent */
+    bool eof;                      /* the client closed its sending side */
+};
+
+/* A connection to a target. Owner: its worker (in an idle pool, or bound to an exchange). */
+struct rlb_upconn {
+    struct rlb_stream st;          /* first member */
+    struct rlb_target *target;     /* one reference held */
+    struct rlb_upconn *pool_next, **pool_pprev; /* idle pool links (pprev NULL when not idle) */
+    struct rlb_timer timer;
+    struct rlb_exchange *ex;       /* NULL when idle */
+    struct rlb_head_scan scan;
+    uint64_t active_ms;
+    uint32_t requests;             /* requests sent on it */
+    bool connected;
+    bool reusable;                 /* false once anything makes reuse unsafe */
+};
+
+/* One request/response in flight. Owner: the client connection (c->ex). */
+struct rlb_exchange {
+    struct rlb_conn *c;
+    struct rlb_upconn *u;
+    struct rlb_snapshot *snap;     /* counted in the worker's held snapshots */
+    struct rlb_listener *lst;
+    struct rlb_group *group;
+    struct rlb_target *target;     /* counted in target->inflight */
+    llhttp_t req;                  /* request body framing */
+    llhttp_t resp;                 /* response parsing */
+    struct rlb_http_ctx reqctx;
+    struct rlb_http_ctx respctx;
+    struct rlb_bq retry;           /* clones of the request bytes, for the one retry */
+    uint64_t start_ms;
+    uint32_t tried_slots[4];       /* targets that refused, skipped for this request */
+    uint8_t n_tried;
+    uint8_t method;
+    bool is_head;
+    bool http10;
+    bool client_keep_alive;
+    bool upgrade;                  /* the request asked for an upgrade */
+    bool req_done;                 /* the whole request was queued to the target */
+    bool resp_started;             /* a response byte arrived */
+    bool resp_head_done;
+    bool resp_done;
+    bool retryable;                /* `retry` holds the whole request */
+    bool retried;
+    bool dechunk;
+    bool resp_close;               /* the client connection closes after this response */
+};
+
+/* Accept `fd` from listen socket `wl`: create and start a client connection. Worker. */
+void rlb_conn_accept(struct rlb_worker *w, struct rlb_wlistener *wl, int fd);
+
+/* Close every idle client connection (graceful drain). Worker. */
+void rlb_conn_close_idle(struct rlb_worker *w);
+
+/* Close every client connection at once (stop now / drain deadline). Worker. */
+void rlb_conn_close_all(struct rlb_worker *w);
+
+/* Client side hooks used by upstream.c. */
+void rlb_conn_resume(struct rlb_conn *c);            /* re-run the client state machine */
+void rlb_conn_exchange_done(struct rlb_conn *c);     /* the exchange finished */
+void rlb_conn_lb_error(struct rlb_conn *c, int status); /* answer the exchange with an LB error */
+void rlb_conn_abort(struct rlb_conn *c);             /* response broken mid-way: close */
+
+/* Start sending the exchange's request to `target` (pooled connection or a new one), moving
+ * what is queued in `req` (the rewritten head and body bytes so far). Returns 0 or -errno. */
+int rlb_upstream_start(struct rlb_exchange *ex, struct rlb_target *target, struct rlb_bq *req);
+
+/* The client queued more request bytes for the target: send them. Worker. */
+void rlb_upstream_kick(struct rlb_upconn *u);
+
+/* The client's output queue drained: relay what the target sent meanwhile. Worker. */
+void rlb_upstream_resume(struct rlb_upconn *u);
+
+/* Detach the exchange from its target connection: back to the idle pool when reusable,
+ * else closed. */
+void rlb_upstream_release(struct rlb_exchange *ex);
+
+/* Close every idle pooled connection of the worker. */
+void rlb_upstream_close_idle(struct rlb_worker *w);
+
+#endif

@@ -1,0 +1,948 @@
+/* conn.c — client connections: request heads, local answers, and the client half of an
+ * exchange.
+ *
+ * State machine (enum rlb_conn_state):
+ *   HEAD      bytes accumulate until the framer finds the end of a head (header_timeout runs
+ *             from the first byte; idle_timeout while nothing is pending). The head is parsed,
+ *             validated (400/405/414/463/501/505), routed, and answered locally (LOCAL) or
+ *             forwarded (EXCHANGE).
+ *   EXCHANGE  the rewritten head and the body stream to the target; upstream.c relays the
+ *             response and calls back when it is complete.
+ *   LOCAL     a local response is queued; the rest of the request body is read and dropped so
+ *             the connection stays usable.
+ *   TUNNEL    after a 101: bytes both ways until either side closes.
+ *   CLOSING   the last response is flushed, then our FIN, then a bounded wait for the client's.
+ * After EXCHANGE/LOCAL the connection returns to HEAD and handles the next pipelined request.
+ */
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "ringlb/balance.h"
+#include "ringlb/log.h"
+#include "ringlb/proxy.h"
+#include "ringlb/router.h"
+
+#define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
+
+static void conn_on_recv(struct rlb_stream *s, int res);
+static void conn_on_sent(struct rlb_stream *s, int res);
+static void conn_on_free(struct rlb_stream *s);
+static void conn_process(struct rlb_conn *c);
+static void conn_close(struct rlb_conn *c, bool reset);
+static void conn_arm_timer(struct rlb_conn *c);
+
+static const struct rlb_stream_ops conn_ops = {
+    .on_recv = conn_on_recv,
+    .on_sent = conn_on_sent,
+    .on_connect = NULL,
+    .on_free = conn_on_free,
+};
+
+/* ---- exchanges (per-thread free list) --------------------------------------------------- */
+
+static _Thread_local struct rlb_exchange *free_exchanges;
+
+static struct rlb_exchange *exchange_new(struct rlb_conn *c)
+{
+    struct rlb_exchange *ex = free_exchanges;
+    if (ex)
+        free_exchanges = *(struct rlb_exchange **)ex;
+    else
+        ex = malloc(sizeof(*ex));
+    if (!ex)
+        return NULL;
+    memset(ex, 0, offsetof(struct rlb_exchange, req));
+    memset(&ex->reqctx, 0, sizeof(ex->reqctx));
+    memset(&ex->respctx, 0, sizeof(ex->respctx) - sizeof(ex->respctx.spans));
+    memset(&ex->retry, 0, sizeof(ex->retry));
+    ex->c = c;
+    ex->start_ms = c->st.w->now_ms;
+    ex->n_tried = 0;
+    ex->method = 0;
+    ex->is_head = ex->http10 = ex->client_keep_alive = ex->upgrade = false;
+    ex->req_done = ex->resp_started = ex->resp_head_done = ex->resp_done = false;
+    ex->retryable = ex->retried = ex->dechunk = ex->resp_close = false;
+    llhttp_init(&ex->req, HTTP_REQUEST, rlb_http1_settings());
+    ex->req.data = &ex->reqctx;
+    return ex;
+}
+
+static void exchange_free(struct rlb_worker *w, struct rlb_exchange *ex)
+{
+    rlb_bq_clear(&w->segs, &ex->retry);
+    if (ex->target)
+        atomic_fetch_sub_explicit(&ex->target->inflight, 1, memory_order_relaxed);
+    if (ex->snap)
+        rlb_worker_snap_done(w, ex->snap);
+    *(struct rlb_exchange **)ex = free_exchanges;
+    free_exchanges = ex;
+}
+
+/* Free the cached exchanges of this thread (worker exit). */
+void rlb_conn_cache_destroy(void);
+void rlb_conn_cache_destroy(void)
+{
+    while (free_exchanges) {
+        struct rlb_exchange *ex = free_exchanges;
+        free_exchanges = *(struct rlb_exchange **)ex;
+        free(ex);
+    }
+}
+
+/* ---- accept / close --------------------------------------------------------------------- */
+
+void rlb_conn_accept(struct rlb_worker *w, struct rlb_wlistener *wl, int fd)
+{
+    if (w->draining || wl->index < 0) {
+        close(fd);
+        return;
+    }
+    const struct rlb_listener_cfg *lc = w->snap->listeners[wl->index].cfg;
+    if (lc->max_connections) {
+        unsigned n = w->snap->n_workers ? w->snap->n_workers : 1;
+        uint32_t share = (lc->max_connections + n - 1) / n;
+        if (wl->conns >= share) {
+            close(fd);
+            return;
+        }
+    }
+    struct rlb_conn *c = calloc(1, sizeof(*c));
+    if (!c) {
+        close(fd);
+        return;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    socklen_t plen = sizeof(c->peer);
+    if (getpeername(fd, &c->peer.sa, &plen) != 0)
+        memset(&c->peer, 0, sizeof(c->peer));
+    rlb_stream_init(&c->st, w, &conn_ops, fd);
+    c->wl = wl;
+    wl->conns++;
+    c->created_ms = c->active_ms = w->now_ms;
+    c->next = w->conns;
+    if (w->conns)
+        w->conns->prev = c;
+    w->conns = c;
+    w->n_conns++;
+    rlb_stream_want_recv(&c->st, true);
+    conn_arm_timer(c);
+}
+
+static void conn_on_free(struct rlb_stream *s)
+{
+    struct rlb_conn *c = (struct rlb_conn *)s;
+    free(c);
+}
+
+/* Finish the current request: release what it holds and go back to reading heads. */
+static void finish_request(struct rlb_conn *c)
+{
+    struct rlb_worker *w = c->st.w;
+    if (c->ex) {
+        if (c->ex->u)
+            rlb_upstream_release(c->ex);
+        exchange_free(w, c->ex);
+        c->ex = NULL;
+    }
+    c->head_start_ms = 0;
+    memset(&c->scan, 0, sizeof(c->scan));
+    if (c->close_after || w->draining)
+        c->state = RLB_C_CLOSING;
+    else
+        c->state = RLB_C_HEAD;
+}
+
+static void conn_close(struct rlb_conn *c, bool reset)
+{
+    struct rlb_worker *w = c->st.w;
+    if (c->st.flags & RLB_ST_CLOSED)
+        return;
+    if (c->ex) {
+        struct rlb_exchange *ex = c->ex;
+        if (ex->u) {
+            ex->u->reusable = false;
+            rlb_upstream_release(ex);
+        }
+        exchange_free(w, ex);
+        c->ex = NULL;
+    }
+    rlb_timer_cancel(&w->timers, &c->timer);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        w->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    c->next = c->prev = NULL;
+    w->n_conns--;
+    c->wl->conns--;
+    rlb_stream_close(&c->st, reset);
+}
+
+void rlb_conn_close_idle(struct rlb_worker *w)
+{
+    struct rlb_conn *c = w->conns;
+    while (c) {
+        struct rlb_conn *next = c->next;
+        if (c->state == RLB_C_HEAD && c->st.in.bytes == 0 && !c->ex)
+            conn_close(c, false);
+        c = next;
+    }
+}
+
+void rlb_conn_close_all(struct rlb_worker *w)
+{
+    while (w->conns)
+        conn_close(w->conns, false);
+}
+
+/* Flush, send our FIN, then wait (bounded) for the client's. */
+static void begin_shutdown(struct rlb_conn *c)
+{
+    c->state = RLB_C_CLOSING;
+    if (c->st.out.bytes == 0 && !(c->st.flags & RLB_ST_SEND_BUSY)) {
+        if (c->eof) {
+            conn_close(c, false);
+            return;
+        }
+        shutdown(c->st.fd, SHUT_WR);
+        rlb_bq_clear(&c->st.w->segs, &c->st.in);
+        rlb_stream_want_recv(&c->st, true);
+    }
+    conn_arm_timer(c);
+}
+
+/* ---- timers ----------------------------------------------------------------------------- */
+
+static uint64_t listener_ms(const struct rlb_conn *c, int which)
+{
+    const struct rlb_worker *w = c->st.w;
+    if (c->wl->index < 0)
+        return 1000;
+    const struct rlb_listener_cfg *lc = w->snap->listeners[c->wl->index].cfg;
+    switch (which) {
+    case 0: return lc->idle_timeout_ms;
+    case 1: return lc->header_timeout_ms;
+    default: return lc->client_keep_alive_ms;
+    }
+}
+
+static uint64_t conn_deadline(const struct rlb_conn *c)
+{
+    switch (c->state) {
+    case RLB_C_HEAD:
+        if (c->head_start_ms)
+            return c->head_start_ms + listener_ms(c, 1);
+        return c->active_ms + listener_ms(c, 0);
+    case RLB_C_CLOSING:
+        return c->active_ms + RLB_LINGER_MS;
+    case RLB_C_TUNNEL: {
+        uint64_t a = c->active_ms;
+        if (c->ex && c->ex->u && c->ex->u->active_ms > a)
+            a = c->ex->u->active_ms;
+        return a + listener_ms(c, 0);
+    }
+    default:
+        return c->active_ms + listener_ms(c, 0);
+    }
+}
+
+static void conn_timer_cb(struct rlb_timer *t, uint64_t now)
+{
+    struct rlb_conn *c = container_of(t, struct rlb_conn, timer);
+    uint64_t deadline = conn_deadline(c);
+    if (now < deadline) {
+        rlb_timer_arm(&c->st.w->timers, &c->timer, deadline, conn_timer_cb);
+        return;
+    }
+    switch (c->state) {
+    case RLB_C_HEAD:
+        if (c->head_start_ms) {
+            rlb_conn_lb_error(c, 408);
+            return;
+        }
+        conn_close(c, false);
+        return;
+    case RLB_C_EXCHANGE:
+        /* The target side has its own timer while a response is awaited. */
+        if (c->ex && c->ex->req_done) {
+            c->active_ms = now;
+            conn_arm_timer(c);
+            return;
+        }
+        conn_close(c, false);
+        return;
+    default:
+        conn_close(c, false);
+        return;
+    }
+}
+
+static void conn_arm_timer(struct rlb_conn *c)
+{
+    rlb_timer_arm(&c->st.w->timers, &c->timer, conn_deadline(c), conn_timer_cb);
+}
+
+/* ---- local responses -------------------------------------------------------------------- */
+
+static int queue_block(struct rlb_conn *c, struct rlb_block *b, uint32_t len)
+{
+    struct rlb_seg *seg = rlb_seg_from_block(&c->st.w->segs, b, b->data, len);
+    if (!seg) {
+        rlb_block_unref(b);
+        return -ENOMEM;
+    }
+    rlb_bq_push(&c->st.out, seg);
+    return 0;
+}
+
+/* Queue a local response. `close` ends the connection after it. */
+static void respond_local(struct rlb_conn *c, int status, const char *ctype, const char *body,
+                          uint32_t body_len, const char *extra, bool close)
+{
+    bool head_only = c->ex && c->ex->is_head;
+    uint32_t cap = 1024 + body_len + (extra ? (uint32_t)strlen(extra) : 0);
+    struct rlb_block *b = rlb_block_new(cap);
+    if (!b) {
+        conn_close(c, true);
+        return;
+    }
+    uint32_t n = rlb_http1_write_local(b->data, cap, status, ctype, body, body_len, extra, close,
+                                       head_only);
+    if (n == 0 || queue_block(c, b, n) < 0) {
+        if (n == 0)
+            rlb_block_unref(b);
+        conn_close(c, true);
+        return;
+    }
+    if (close)
+        c->close_after = true;
+    rlb_stream_send(&c->st);
+}
+
+void rlb_conn_lb_error(struct rlb_conn *c, int status)
+{
+    struct rlb_exchange *ex = c->ex;
+    if (ex && ex->u) {
+        ex->u->reusable = false;
+        rlb_upstream_release(ex);
+    }
+    /* Malformed input and timeouts end the connection; 5xx keep it when the request was
+     * read completely. */
+    bool close = !ex || !ex->req_done || !ex->client_keep_alive || status < 500 ||
+                 c->st.w->draining;
+    respond_local(c, status, NULL, NULL, 0, NULL, close);
+    if (c->st.flags & RLB_ST_CLOSED)
+        return;
+    if (!ex) {
+        begin_shutdown(c);
+        return;
+    }
+    c->state = RLB_C_LOCAL;
+    conn_process(c);
+}
+
+void rlb_conn_abort(struct rlb_conn *c)
+{
+    c->close_after = true;
+    if (c->ex && c->ex->u) {
+        c->ex->u->reusable = false;
+        rlb_upstream_release(c->ex);
+    }
+    finish_request(c);
+    begin_shutdown(c);
+}
+
+/* ---- request heads ---------------------------------------------------------------------- */
+
+enum head_result { HEAD_MORE, HEAD_OK, HEAD_ERROR };
+
+/* Find a complete head at the start of c->st.in. On HEAD_OK, buf and len give the contiguous
+ * head (in place, or copied into *copy which the caller frees). On HEAD_ERROR *status says
+ * which error. */
+static enum head_result read_head(struct rlb_conn *c, const char **buf, uint32_t *len,
+                                  struct rlb_block **copy, int *status)
+{
+    struct rlb_bq *in = &c->st.in;
+    uint32_t found = 0, off = 0;
+    for (struct rlb_seg *s = in->head; s && !found; s = s->next) {
+        if (off + s->len > c->scan.scanned) {
+            uint32_t skip = c->scan.scanned - off;
+            found = rlb_http1_scan(&c->scan, s->data + skip, s->len - skip);
+        }
+        off += s->len;
+    }
+    uint32_t first = c->scan.first_line;
+    if ((first && first > RLB_MAX_REQUEST_LINE + 2) ||
+        (!first && c->scan.scanned > RLB_MAX_REQUEST_LINE)) {
+        *status = 414;
+        return HEAD_ERROR;
+    }
+    if (!found) {
+        if (c->scan.scanned > RLB_MAX_REQUEST_HEAD) {
+            *status = 400;
+            return HEAD_ERROR;
+        }
+        return HEAD_MORE;
+    }
+    if (found > RLB_MAX_REQUEST_HEAD + 4) {
+        *status = 400;
+        return HEAD_ERROR;
+    }
+    *len = found;
+    *copy = NULL;
+    if (in->head->len >= found) {
+        *buf = in->head->data;
+    } else {
+        struct rlb_block *b = rlb_block_new(found);
+        if (!b) {
+            *status = 503;
+            return HEAD_ERROR;
+        }
+        rlb_bq_copyout(in, b->data, found);
+        *buf = b->data;
+        *copy = b;
+    }
+    return HEAD_OK;
+}
+
+/* Validate a parsed request head; returns 0 or the status to answer with. */
+static int validate_request(struct rlb_http_head *h, int err)
+{
+    if (err == HPE_INVALID_VERSION)
+        return 505;
+    if (err == HPE_INVALID_TRANSFER_ENCODING || err == HPE_UNEXPECTED_CONTENT_LENGTH) {
+        /* A coding other than chunked/identity is 501; other TE trouble is malformed. */
+        for (uint32_t i = 0; i < h->n_hdrs; i++) {
+            const struct rlb_hdr *hd = &h->hdrs[i];
+            if (hd->value && rlb_http1_name_is(hd, "transfer-encoding")) {
+                /* every coding must be chunked or identity */
+                const char *v = hd->value;
+                uint32_t n = hd->value_len, k = 0;
+                while (k < n) {
+                    while (k < n && (v[k] == ' ' || v[k] == ',' || v[k] == '\t'))
+                        k++;
+                    uint32_t s = k;
+                    while (k < n && v[k] != ',' && v[k] != ' ' && v[k] != '\t' && v[k] != ';')
+                        k++;
+                    uint32_t tl = k - s;
+                    if (tl && !((tl == 7 && strncasecmp(v + s, "chunked", 7) == 0) ||
+                                (tl == 8 && strncasecmp(v + s, "identity", 8) == 0)))
+                        return 501;
+                    while (k < n && v[k] != ',')
+                        k++;
+                }
+            }
+        }
+        return 400;
+    }
+    if (err != HPE_OK)
+        return 400;
+    if (h->major != 1 || h->minor > 1)
+        return 505;
+    if (h->method_id == HTTP_TRACE)
+        return 405;
+    const struct rlb_hdr *host = NULL;
+    for (uint32_t i = 0; i < h->n_hdrs; i++) {
+        const struct rlb_hdr *hd = &h->hdrs[i];
+        if (hd->name_len == 0)
+            return 400;
+        if (hd->name_len + hd->value_len + 4 > RLB_MAX_HEADER_LINE)
+            return 400;
+        if (hd->name_len == 4 && rlb_http1_name_is(hd, "host")) {
+            if (host && (host->value_len != hd->value_len ||
+                         strncasecmp(host->value, hd->value, hd->value_len) != 0))
+                return 400;
+            host = hd;
+        }
+        if (hd->name_len == 17 && rlb_http1_name_is(hd, "transfer-encoding")) {
+            const char *v = hd->value;
+            uint32_t n = hd->value_len, k = 0;
+            while (k < n) {
+                while (k < n && (v[k] == ' ' || v[k] == ',' || v[k] == '\t'))
+                    k++;
+                uint32_t s = k;
+                while (k < n && v[k] != ',' && v[k] != ' ' && v[k] != '\t' && v[k] != ';')
+                    k++;
+                uint32_t tl = k - s;
+                if (tl && !((tl == 7 && strncasecmp(v + s, "chunked", 7) == 0) ||
+                            (tl == 8 && strncasecmp(v + s, "identity", 8) == 0)))
+                    return 501;
+                while (k < n && v[k] != ',')
+                    k++;
+            }
+        }
+    }
+    if (!host && h->minor == 1)
+        return 400;
+    if (rlb_http1_xff_count(h) > 30)
+        return 463;
+    return 0;
+}
+
+static void format_peer(const struct rlb_conn *c, char *ip, size_t n, uint16_t *port)
+{
+    if (c->peer.sa.sa_family == AF_INET6) {
+        const struct in6_addr *a = &c->peer.in6.sin6_addr;
+        if (IN6_IS_ADDR_V4MAPPED(a))
+            inet_ntop(AF_INET, &a->s6_addr[12], ip, (socklen_t)n);
+        else
+            inet_ntop(AF_INET6, a, ip, (socklen_t)n);
+        *port = ntohs(c->peer.in6.sin6_port);
+    } else {
+        inet_ntop(AF_INET, &c->peer.in4.sin_addr, ip, (socklen_t)n);
+        *port = ntohs(c->peer.in4.sin_port);
+    }
+}
+
+/* Answer a redirect action. */
+static void respond_redirect(struct rlb_conn *c, const struct rlb_action *a,
+                             const struct rlb_http_head *h, const struct rlb_listener_cfg *lc)
+{
+    char loc[12288];
+    const char *qm = memchr(h->url, '?', h->url_len);
+    uint32_t plen = qm ? (uint32_t)(qm - h->url) : h->url_len;
+    const char *host = "";
+    uint32_t hlen = 0;
+    const struct rlb_hdr *hh = rlb_http1_find(h, "host");
+    if (hh) {
+        host = hh->value;
+        hlen = hh->value_len;
+        const char *colon = memchr(host, ':', hlen);
+        if (colon && host[0] != '[')
+            hlen = (uint32_t)(colon - host);
+    }
+    const char *proto_in = lc->protocol == RLB_PROTO_HTTPS ? "https" : "http";
+    char proto[16];
+    snprintf(proto, sizeof(proto), "%s", a->redirect.protocol && strcmp(a->redirect.protocol,
+             "#{protocol}") != 0 ? a->redirect.protocol : proto_in);
+    for (char *p = proto; *p; p++)
+        if (*p >= 'A' && *p <= 'Z')
+            *p = (char)(*p + 32);
+    char port_in[8];
+    snprintf(port_in, sizeof(port_in), "%u", lc->port);
+    const char *port = a->redirect.port && strcmp(a->redirect.port, "#{port}") != 0
+                           ? a->redirect.port : port_in;
+    char hostbuf[1024];
+    snprintf(hostbuf, sizeof(hostbuf), "%.*s", (int)hlen, host);
+    const char *rhost = a->redirect.host ? a->redirect.host : "#{host}";
+    const char *rpath = a->redirect.path ? a->redirect.path : "/#{path}";
+    const char *rquery = a->redirect.query ? a->redirect.query : "#{query}";
+    char pathbuf[4096], querybuf[4096];
+    snprintf(pathbuf, sizeof(pathbuf), "%.*s", (int)(plen > 0 ? plen - 1 : 0),
+             plen > 0 ? h->url + 1 : "");
+    snprintf(querybuf, sizeof(querybuf), "%.*s", (int)(qm ? h->url_len - plen - 1 : 0),
+             qm ? qm + 1 : "");
+    /* Expand placeholders in host, path and query. */
+    char eh[1024], ep[4096], eq[4096];
+    const char *src[3] = {rhost, rpath, rquery};
+    char *dst[3] = {eh, ep, eq};
+    size_t cap[3] = {sizeof(eh), sizeof(ep), sizeof(eq)};
+    for (int k = 0; k < 3; k++) {
+        const char *s = src[k];
+        size_t o = 0;
+        while (*s && o + 1 < cap[k]) {
+            const char *rep = NULL;
+            size_t skip = 0;
+            if (strncmp(s, "#{host}", 7) == 0) { rep = hostbuf; skip = 7; }
+            else if (strncmp(s, "#{path}", 7) == 0) { rep = pathbuf; skip = 7; }
+            else if (strncmp(s, "#{query}", 8) == 0) { rep = querybuf; skip = 8; }
+            else if (strncmp(s, "#{port}", 7) == 0) { rep = port_in; skip = 7; }
+            else if (strncmp(s, "#{protocol}", 11) == 0) { rep = proto_in; skip = 11; }
+            if (rep) {
+                size_t l = strlen(rep);
+                if (o + l >= cap[k])
+                    l = cap[k] - o - 1;
+                memcpy(dst[k] + o, rep, l);
+                o += l;
+                s += skip;
+            } else {
+                dst[k][o++] = *s++;
+            }
+        }
+        dst[k][o] = 0;
+    }
+    bool default_port = (strcmp(proto, "http") == 0 && strcmp(port, "80") == 0) ||
+                        (strcmp(proto, "https") == 0 && strcmp(port, "443") == 0);
+    snprintf(loc, sizeof(loc), "Location: %s://%s%s%s%s%s%s%s\r\n", proto, eh,
+             default_port ? "" : ":", default_port ? "" : port, ep[0] == '/' ? "" : "/", ep,
+             eq[0] ? "?" : "", eq);
+    int status = a->redirect.status_code == 302 ? 302 : 301;
+    respond_local(c, status, NULL, NULL, 0, loc, !c->ex->client_keep_alive);
+}
+
+/* Start forwarding the parsed request in h (head bytes: the first `len` bytes of c->st.in). */
+static void forward(struct rlb_conn *c, struct rlb_forward *f, struct rlb_http_head *h)
+{
+    struct rlb_worker *w = c->st.w;
+    struct rlb_exchange *ex = c->ex;
+    const struct rlb_listener_cfg *lc = ex->lst->cfg;
+    struct rlb_group *g = rlb_balance_group(f, w->id);
+    bool fail_open = false;
+    struct rlb_target *t = g ? rlb_balance_target(g, w->id, NULL, 0, &fail_open) : NULL;
+    if (!t) {
+        rlb_conn_lb_error(c, 503);
+        return;
+    }
+    char ip[INET6_ADDRSTRLEN];
+    struct rlb_forward_info fi = {0};
+    format_peer(c, ip, sizeof(ip), &fi.client_port);
+    fi.client_ip = ip;
+    fi.listener_port = lc->port;
+    fi.listener_host = lc->listen;
+    fi.https = lc->protocol == RLB_PROTO_HTTPS;
+    fi.xff = lc->xff;
+    fi.xff_client_port = lc->xff_client_port;
+    fi.preserve_host = lc->preserve_host_header;
+    fi.now_s = (uint64_t)time(NULL);
+    fi.rand[0] = rlb_worker_rand(w);
+    fi.rand[1] = rlb_worker_rand(w);
+    uint32_t cap = rlb_http1_request_bound(h) + (uint32_t)strlen(lc->listen);
+    struct rlb_block *b = rlb_block_new(cap);
+    uint32_t n = b ? rlb_http1_write_request(b->data, cap, h, &fi) : 0;
+    struct rlb_seg *seg = n ? rlb_seg_from_block(&w->segs, b, b->data, n) : NULL;
+    if (!seg) {
+        if (b)
+            rlb_block_unref(b);
+        rlb_conn_lb_error(c, 500);
+        return;
+    }
+    struct rlb_bq req = {0};
+    rlb_bq_push(&req, seg);
+    ex->group = g;
+    ex->target = t;
+    atomic_fetch_add_explicit(&t->inflight, 1, memory_order_relaxed);
+    c->state = RLB_C_EXCHANGE;
+    /* Body bytes already here go along; small complete requests are kept for a retry. */
+    if (!ex->req_done) {
+        while (c->st.in.bytes > 0 && !ex->req_done && req.bytes < RLB_RETRY_KEEP) {
+            struct rlb_seg *s = c->st.in.head;
+            int err = llhttp_execute(&ex->req, s->data, s->len);
+            if (err == HPE_OK) {
+                rlb_bq_move(&w->segs, &c->st.in, &req, s->len);
+            } else if (err == HPE_PAUSED && ex->reqctx.message_done) {
+                uint32_t used = (uint32_t)(llhttp_get_error_pos(&ex->req) - s->data);
+                rlb_bq_move(&w->segs, &c->st.in, &req, used);
+                llhttp_resume(&ex->req);
+                ex->req_done = true;
+            } else {
+                rlb_bq_clear(&w->segs, &req);
+                rlb_conn_lb_error(c, 400);
+                return;
+            }
+        }
+    }
+    if (ex->req_done && req.bytes <= RLB_RETRY_KEEP) {
+        if (rlb_bq_clone(&w->segs, &req, &ex->retry, req.bytes) == 0)
+            ex->retryable = true;
+        else
+            rlb_bq_clear(&w->segs, &ex->retry);
+    }
+    if (rlb_upstream_start(ex, t, &req) < 0) {
+        rlb_bq_clear(&w->segs, &req);
+        rlb_conn_lb_error(c, 502);
+        return;
+    }
+}
+
+/* A complete head is at the start of c->st.in: parse, validate, route, act. */
+static void handle_head(struct rlb_conn *c, const char *buf, uint32_t len,
+                        struct rlb_block *copy)
+{
+    struct rlb_worker *w = c->st.w;
+    struct rlb_http_head *h = &w->head;
+    if (c->wl->index < 0) {
+        /* Its listener was removed by a reload: no more requests here. */
+        rlb_block_unref(copy);
+        conn_close(c, false);
+        return;
+    }
+    struct rlb_exchange *ex = exchange_new(c);
+    if (!ex) {
+        rlb_block_unref(copy);
+        conn_close(c, true);
+        return;
+    }
+    c->ex = ex;
+    ex->reqctx.head = h;
+    int err = rlb_http1_parse_head(&ex->req, &ex->reqctx, buf, len);
+    int status = validate_request(h, err);
+    ex->reqctx.head = NULL;
+    ex->method = h->method_id;
+    ex->is_head = err == HPE_OK && h->method_id == HTTP_HEAD;
+    ex->http10 = h->minor == 0;
+    ex->client_keep_alive = err == HPE_OK && h->keep_alive;
+    ex->upgrade = h->upgrade;
+    ex->req_done = ex->reqctx.message_done;
+    c->requests++;
+    c->head_start_ms = 0;
+    /* The head bytes are parsed; from here on h points into buf, which stays valid until the
+     * consume below (in place) or the copy is released. */
+    if (status) {
+        rlb_block_unref(copy);
+        ex->req_done = false;
+        rlb_conn_lb_error(c, status);
+        return;
+    }
+    if (w->draining || c->created_ms + listener_ms(c, 2) <= w->now_ms)
+        c->close_after = true;
+    if (!ex->client_keep_alive)
+        c->close_after = true;
+    struct rlb_snapshot *snap = w->snap;
+    rlb_worker_snap_use(w, snap);
+    ex->snap = snap;
+    ex->lst = &snap->listeners[c->wl->index];
+    int ridx = rlb_router_match(ex->lst, h, &c->peer.sa);
+    const struct rlb_listener_cfg *lc = ex->lst->cfg;
+    const struct rlb_action *a = ridx >= 0 ? &lc->rules[ridx].action : &lc->default_action;
+    switch (a->type) {
+    case RLB_ACTION_FORWARD: {
+        struct rlb_forward *f = ridx >= 0 ? &ex->lst->rule_forwards[ridx]
+                                          : &ex->lst->default_forward;
+        forward(c, f, h);
+        break;
+    }
+    case RLB_ACTION_REDIRECT:
+        respond_redirect(c, a, h, lc);
+        if (!(c->st.flags & RLB_ST_CLOSED))
+            c->state = RLB_C_LOCAL;
+        break;
+    case RLB_ACTION_FIXED_RESPONSE:
+        respond_local(c, a->fixed.status_code, a->fixed.content_type ? a->fixed.content_type
+                      : "text/plain", a->fixed.body ? a->fixed.body : "",
+                      (uint32_t)a->fixed.body_len, NULL, c->close_after);
+        if (!(c->st.flags & RLB_ST_CLOSED))
+            c->state = RLB_C_LOCAL;
+        break;
+    }
+    rlb_block_unref(copy);
+}
+
+/* ---- the state machine ------------------------------------------------------------------ */
+
+/* Move request body bytes to the target while it can take them. */
+static void pump_request(struct rlb_conn *c)
+{
+    struct rlb_worker *w = c->st.w;
+    struct rlb_exchange *ex = c->ex;
+    struct rlb_upconn *u = ex->u;
+    bool moved = false;
+    while (!ex->req_done && c->st.in.bytes > 0 && u->st.out.bytes < RLB_HIGH_WATER) {
+        struct rlb_seg *s = c->st.in.head;
+        int err = llhttp_execute(&ex->req, s->data, s->len);
+        if (err == HPE_OK) {
+            rlb_bq_move(&w->segs, &c->st.in, &u->st.out, s->len);
+        } else if (err == HPE_PAUSED && ex->reqctx.message_done) {
+            uint32_t used = (uint32_t)(llhttp_get_error_pos(&ex->req) - s->data);
+            rlb_bq_move(&w->segs, &c->st.in, &u->st.out, used);
+            llhttp_resume(&ex->req);
+            ex->req_done = true;
+        } else {
+            /* Broken body framing (bad chunk): the target has a partial request. */
+            if (!ex->resp_started) {
+                rlb_conn_lb_error(c, 400);
+            } else {
+                rlb_conn_abort(c);
+            }
+            return;
+        }
+        moved = true;
+    }
+    if (moved)
+        rlb_upstream_kick(u);
+}
+
+/* Read and drop the rest of a request body (local answers). Returns true when done. */
+static bool discard_request(struct rlb_conn *c)
+{
+    struct rlb_worker *w = c->st.w;
+    struct rlb_exchange *ex = c->ex;
+    while (!ex->req_done && c->st.in.bytes > 0) {
+        struct rlb_seg *s = c->st.in.head;
+        int err = llhttp_execute(&ex->req, s->data, s->len);
+        if (err == HPE_OK) {
+            rlb_bq_consume(&w->segs, &c->st.in, s->len);
+        } else if (err == HPE_PAUSED && ex->reqctx.message_done) {
+            uint32_t used = (uint32_t)(llhttp_get_error_pos(&ex->req) - s->data);
+            rlb_bq_consume(&w->segs, &c->st.in, used);
+            llhttp_resume(&ex->req);
+            ex->req_done = true;
+        } else {
+            c->close_after = true;
+            rlb_bq_clear(&w->segs, &c->st.in);
+            ex->req_done = true;
+        }
+    }
+    return ex->req_done;
+}
+
+static void conn_process(struct rlb_conn *c)
+{
+    struct rlb_worker *w = c->st.w;
+    for (;;) {
+        if (c->st.flags & RLB_ST_CLOSED)
+            return;
+        switch (c->state) {
+        case RLB_C_HEAD: {
+            if (c->st.in.bytes == 0) {
+                if (c->eof || w->draining) {
+                    conn_close(c, false);
+                    return;
+                }
+                rlb_stream_want_recv(&c->st, true);
+                conn_arm_timer(c);
+                return;
+            }
+            const char *buf = NULL;
+            uint32_t len = 0;
+            struct rlb_block *copy = NULL;
+            int status = 0;
+            enum head_result r = read_head(c, &buf, &len, &copy, &status);
+            if (r == HEAD_MORE) {
+                if (c->eof) {
+                    conn_close(c, false);
+                    return;
+                }
+                if (!c->head_start_ms) {
+                    c->head_start_ms = w->now_ms;
+                    conn_arm_timer(c);
+                }
+                rlb_stream_want_recv(&c->st, true);
+                return;
+            }
+            if (r == HEAD_ERROR) {
+                rlb_bq_clear(&w->segs, &c->st.in);
+                rlb_conn_lb_error(c, status);
+                return;
+            }
+            /* Keep the head bytes out of the body path: detach them first when in place. */
+            struct rlb_bq headq = {0};
+            if (!copy) {
+                if (rlb_bq_move(&w->segs, &c->st.in, &headq, len) < 0) {
+                    conn_close(c, true);
+                    return;
+                }
+                buf = headq.head->data;
+            } else {
+                rlb_bq_consume(&w->segs, &c->st.in, len);
+            }
+            memset(&c->scan, 0, sizeof(c->scan));
+            handle_head(c, buf, len, copy);
+            rlb_bq_clear(&w->segs, &headq);
+            continue;
+        }
+        case RLB_C_EXCHANGE:
+            if (!c->ex)
+                return;
+            if (!c->ex->req_done && c->ex->u)
+                pump_request(c);
+            if (c->st.flags & RLB_ST_CLOSED || c->state != RLB_C_EXCHANGE)
+                continue;
+            /* Read on while the target can take more; between requests, read ahead a
+             * little (pipelining) and notice the client closing. */
+            if (c->ex->req_done)
+                rlb_stream_want_recv(&c->st, c->st.in.bytes < RLB_MAX_REQUEST_HEAD && !c->eof);
+            else
+                rlb_stream_want_recv(&c->st, c->ex->u && c->ex->u->st.out.bytes <
+                                                             RLB_HIGH_WATER && !c->eof);
+            if (c->eof && !c->ex->req_done) {
+                /* The client went away mid-request. */
+                conn_close(c, false);
+            }
+            return;
+        case RLB_C_LOCAL:
+            if (!discard_request(c)) {
+                if (c->eof) {
+                    conn_close(c, false);
+                    return;
+                }
+                rlb_stream_want_recv(&c->st, true);
+                return;
+            }
+            finish_request(c);
+            continue;
+        case RLB_C_TUNNEL: {
+            struct rlb_upconn *u = c->ex ? c->ex->u : NULL;
+            if (!u) {
+                conn_close(c, false);
+                return;
+            }
+            if (c->st.in.bytes) {
+                rlb_bq_move(&w->segs, &c->st.in, &u->st.out, c->st.in.bytes);
+                rlb_upstream_kick(u);
+            }
+            if (c->eof) {
+                conn_close(c, false);
+                return;
+            }
+            rlb_stream_want_recv(&c->st, u->st.out.bytes < RLB_HIGH_WATER);
+            return;
+        }
+        case RLB_C_CLOSING:
+            rlb_bq_clear(&w->segs, &c->st.in);
+            if (c->eof && c->st.out.bytes == 0) {
+                conn_close(c, false);
+                return;
+            }
+            begin_shutdown(c);
+            return;
+        }
+    }
+}
+
+void rlb_conn_resume(struct rlb_conn *c) { conn_process(c); }
+
+void rlb_conn_exchange_done(struct rlb_conn *c)
+{
+    struct rlb_exchange *ex = c->ex;
+    if (ex->resp_close)
+        c->close_after = true;
+    if (ex->u)
+        rlb_upstream_release(ex);
+    if (!ex->req_done) {
+        /* The target answered before the whole request arrived: drop the rest. */
+        c->state = RLB_C_LOCAL;
+    } else {
+        finish_request(c);
+    }
+    conn_process(c);
+}
+
+static void conn_on_recv(struct rlb_stream *s, int res)
+{
+    struct rlb_conn *c = (struct rlb_conn *)s;
+    c->active_ms = s->w->now_ms;
+    if (res < 0) {
+        conn_close(c, false);
+        return;
+    }
+    if (res == 0)
+        c->eof = true;
+    conn_process(c);
+}
+
+static void conn_on_sent(struct rlb_stream *s, int res)
+{
+    struct rlb_conn *c = (struct rlb_conn *)s;
+    c->active_ms = s->w->now_ms;
+    if (res < 0) {
+        conn_close(c, true); /* the client is gone (460) */
+        return;
+    }
+    if (c->state == RLB_C_CLOSING) {
+        if (c->st.out.bytes == 0)
+            begin_shutdown(c);
+        return;
+    }
+    if ((c->state == RLB_C_EXCHANGE || c->state == RLB_C_TUNNEL) && c->ex && c->ex->u &&
+        c->st.out.bytes < RLB_HIGH_WATER)
+        rlb_upstream_resume(c->ex->u);
+}

@@ -1,0 +1,336 @@
+/* main.c — the ringlb command line and the main thread.
+ *
+ *   ringlb -c FILE [--threads N] [--log-level L]   run in the foreground
+ *   ringlb check -c FILE [--alb-limits]            validate a configuration
+ *   ringlb version                                 versions of ringlb and its libraries
+ *
+ * The main thread loads the configuration, starts the workers, then runs its own ring: signals
+ * arrive through a signalfd (SIGHUP reload, SIGTERM/SIGINT graceful drain, SIGQUIT immediate
+ * exit, SIGUSR1 log reopen) and the admin API is served from the same ring.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <grp.h>
+#include <liburing.h>
+#include <llhttp.h>
+#include <openssl/crypto.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+#include <libfyaml.h>
+#ifdef RINGLB_HAVE_JEMALLOC
+#include <jemalloc/jemalloc.h>
+#endif
+
+#include "ringlb/admin.h"
+#include "ringlb/config.h"
+#include "ringlb/http1.h"
+#include "ringlb/log.h"
+#include "ringlb/snapshot.h"
+#include "ringlb/worker.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: ringlb -c FILE [--threads N] [--log-level error|warn|info|debug]\n"
+            "       ringlb check -c FILE [--alb-limits]\n"
+            "       ringlb version\n");
+}
+
+static int cmd_version(void)
+{
+#ifdef RINGLB_HAVE_JEMALLOC
+    const char *je = JEMALLOC_VERSION;
+#else
+    const char *je = "not linked (sanitizer build)";
+#endif
+    printf("ringlb %s\n", RINGLB_VERSION);
+    printf("liburing %s\n", RINGLB_LIBURING_VERSION);
+    printf("OpenSSL %s\n", OpenSSL_version(OPENSSL_VERSION_STRING));
+    printf("llhttp %d.%d.%d\n", LLHTTP_VERSION_MAJOR, LLHTTP_VERSION_MINOR,
+           LLHTTP_VERSION_PATCH);
+    printf("jemalloc %s\n", je);
+    printf("libfyaml %s\n", fy_library_version());
+    return 0;
+}
+
+static void print_errors(const struct rlb_config_errors *errs)
+{
+    for (size_t i = 0; i < errs->n; i++)
+        fprintf(stderr, "%s\n", errs->msgs[i]);
+}
+
+static unsigned resolve_threads(unsigned cli, const struct rlb_config *cfg)
+{
+    unsigned n = cli ? cli : cfg->threads;
+    if (n == 0) {
+        long c = sysconf(_SC_NPROCESSORS_ONLN);
+        n = c > 0 ? (unsigned)c : 1;
+    }
+    return n;
+}
+
+static int drop_privileges(const char *user)
+{
+    struct passwd *pw = getpwnam(user);
+    if (!pw) {
+        rlb_log_error("user %s: no such user", user);
+        return -ENOENT;
+    }
+    if (setgroups(0, NULL) != 0 || setgid(pw->pw_gid) != 0 || setuid(pw->pw_uid) != 0) {
+        rlb_log_error("cannot switch to user %s: %s", user, strerror(errno));
+        return -errno;
+    }
+    return 0;
+}
+
+struct main_state {
+    const char *config_path;
+    unsigned threads;
+    uint64_t generation;
+    struct io_uring ring;
+    int sfd;
+    struct signalfd_siginfo si;
+};
+
+static void arm_signal(struct main_state *ms)
+{
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&ms->ring);
+    if (!sqe) {
+        io_uring_submit(&ms->ring);
+        sqe = io_uring_get_sqe(&ms->ring);
+    }
+    io_uring_prep_read(sqe, ms->sfd, &ms->si, sizeof(ms->si), 0);
+    io_uring_sqe_set_data64(sqe, RLB_MAIN_SIGNAL);
+}
+
+/* Reload the configuration file; on success publish a new snapshot. Returns 0 or -EINVAL. */
+static int reload(struct main_state *ms)
+{
+    struct rlb_config_errors errs = {0};
+    struct rlb_config *cfg = rlb_config_load(ms->config_path, &errs);
+    if (!cfg) {
+        rlb_log_error("reload of %s rejected; the running configuration stays:",
+                      ms->config_path);
+        for (size_t i = 0; i < errs.n; i++)
+            rlb_log_error("  %s", errs.msgs[i]);
+        rlb_config_errors_free(&errs);
+        return -EINVAL;
+    }
+    rlb_config_errors_free(&errs);
+    struct rlb_snapshot *s = rlb_snapshot_build(cfg, rlb_snapshot_current(), rlb_workers_count(),
+                                                ms->generation + 1);
+    if (!s) {
+        rlb_log_error("reload: out of memory; the running configuration stays");
+        return -ENOMEM;
+    }
+    ms->generation++;
+    rlb_snapshot_set_current(s);
+    rlb_workers_publish(s);
+    rlb_log_info("configuration reloaded (generation %llu)",
+                 (unsigned long long)ms->generation);
+    return 0;
+}
+
+static int run(struct main_state *ms)
+{
+    struct rlb_config_errors errs = {0};
+    struct rlb_config *cfg = rlb_config_load(ms->config_path, &errs);
+    if (!cfg) {
+        print_errors(&errs);
+        rlb_config_errors_free(&errs);
+        return 2;
+    }
+    rlb_config_errors_free(&errs);
+    unsigned n = resolve_threads(ms->threads, cfg);
+    uint64_t shutdown_ms = cfg->shutdown_timeout_ms;
+
+    sigset_t mask;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGHUP);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGINT);
+    sigaddset(&mask, SIGQUIT);
+    sigaddset(&mask, SIGUSR1);
+    pthread_sigmask(SIG_BLOCK, &mask, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    ms->sfd = signalfd(-1, &mask, SFD_CLOEXEC);
+    if (ms->sfd < 0) {
+        rlb_log_error("signalfd: %s", strerror(errno));
+        rlb_config_free(cfg);
+        return 1;
+    }
+    rlb_http1_settings(); /* initialise before any worker parses */
+
+    struct rlb_snapshot *snap = rlb_snapshot_build(cfg, NULL, n, 1);
+    if (!snap) {
+        rlb_log_error("out of memory");
+        return 1;
+    }
+    ms->generation = 1;
+    rlb_snapshot_set_current(snap);
+    int ret = rlb_workers_start(n, snap);
+    if (ret < 0) {
+        rlb_log_error("cannot start workers: %s", strerror(-ret));
+        rlb_snapshot_set_current(NULL);
+        return 1;
+    }
+    ret = io_uring_queue_init(64, &ms->ring, 0);
+    if (ret < 0) {
+        rlb_log_error("main io_uring: %s", strerror(-ret));
+        rlb_workers_stop(false);
+        rlb_workers_join(5000);
+        rlb_snapshot_set_current(NULL);
+        return 1;
+    }
+    ret = rlb_admin_start(&ms->ring, snap->cfg);
+    if (ret < 0) {
+        rlb_log_error("admin: cannot listen on %s: %s", snap->cfg->admin.listen,
+                      strerror(-ret));
+        rlb_workers_stop(false);
+        rlb_workers_join(5000);
+        io_uring_queue_exit(&ms->ring);
+        rlb_snapshot_set_current(NULL);
+        return 1;
+    }
+    if (snap->cfg->user && drop_privileges(snap->cfg->user) < 0) {
+        rlb_workers_stop(false);
+        rlb_workers_join(5000);
+        io_uring_queue_exit(&ms->ring);
+        rlb_snapshot_set_current(NULL);
+        return 1;
+    }
+    rlb_log_info("ringlb %s running with %u worker thread(s)", RINGLB_VERSION, n);
+    arm_signal(ms);
+
+    int exit_code = 0;
+    bool stopping = false;
+    uint64_t stop_deadline = 0;
+    for (;;) {
+        if (stopping) {
+            /* Workers drain on their own; wait for them in small steps so SIGQUIT still
+             * works. */
+            if (rlb_workers_join(100))
+                break;
+            if (rlb_now_ms() >= stop_deadline) {
+                rlb_workers_stop(false);
+                rlb_workers_join(5000);
+                break;
+            }
+        }
+        io_uring_submit(&ms->ring);
+        struct io_uring_cqe *cqe;
+        struct __kernel_timespec ts = {.tv_sec = 0, .tv_nsec = 100 * 1000000};
+        ret = io_uring_wait_cqe_timeout(&ms->ring, &cqe, &ts);
+        if (ret == -ETIME || ret == -EINTR)
+            continue;
+        if (ret < 0) {
+            rlb_log_error("main loop: %s", strerror(-ret));
+            exit_code = 1;
+            break;
+        }
+        uint64_t ud = io_uring_cqe_get_data64(cqe);
+        int res = cqe->res;
+        io_uring_cqe_seen(&ms->ring, cqe);
+        enum rlb_main_op op = (enum rlb_main_op)(ud & 7);
+        void *ptr = (void *)(uintptr_t)(ud & ~(uint64_t)7);
+        if (op == RLB_MAIN_SIGNAL) {
+            if (res == (int)sizeof(ms->si)) {
+                switch (ms->si.ssi_signo) {
+                case SIGHUP:
+                    reload(ms);
+                    break;
+                case SIGTERM:
+                case SIGINT:
+                    if (!stopping) {
+                        rlb_log_info("draining (shutdown_timeout %llums)",
+                                     (unsigned long long)shutdown_ms);
+                        stopping = true;
+                        stop_deadline = rlb_now_ms() + shutdown_ms + 1000;
+                        rlb_admin_stop(&ms->ring);
+                        rlb_workers_stop(true);
+                    }
+                    break;
+                case SIGQUIT:
+                    rlb_log_info("SIGQUIT: exiting now");
+                    rlb_workers_stop(false);
+                    rlb_workers_join(2000);
+                    stopping = true;
+                    goto out;
+                case SIGUSR1:
+                    break;
+                default:
+                    break;
+                }
+            }
+            arm_signal(ms);
+        } else if (op >= RLB_MAIN_ADMIN_ACCEPT && op <= RLB_MAIN_ADMIN_SEND) {
+            rlb_admin_complete(&ms->ring, op, ptr, res);
+        }
+    }
+out:
+    rlb_admin_stop(&ms->ring);
+    io_uring_queue_exit(&ms->ring);
+    rlb_admin_destroy();
+    close(ms->sfd);
+    rlb_snapshot_set_current(NULL);
+    rlb_log_info("stopped");
+    return exit_code;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc >= 2 && strcmp(argv[1], "version") == 0)
+        return cmd_version();
+    if (argc >= 2 && strcmp(argv[1], "check") == 0)
+        return rlb_config_check_main(argc - 1, argv + 1);
+
+    struct main_state ms;
+    memset(&ms, 0, sizeof(ms));
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"threads", required_argument, NULL, 't'},
+        {"log-level", required_argument, NULL, 'l'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    int opt;
+    while ((opt = getopt_long(argc, argv, "c:t:l:h", opts, NULL)) != -1) {
+        switch (opt) {
+        case 'c':
+            ms.config_path = optarg;
+            break;
+        case 't': {
+            char *end;
+            long v = strtol(optarg, &end, 10);
+            if (*end || v < 1 || v > 256) {
+                fprintf(stderr, "ringlb: --threads takes a number from 1 to 256\n");
+                return 2;
+            }
+            ms.threads = (unsigned)v;
+            break;
+        }
+        case 'l':
+            if (rlb_log_level_parse(optarg, &rlb_log_level_current) < 0) {
+                fprintf(stderr, "ringlb: unknown log level '%s'\n", optarg);
+                return 2;
+            }
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (!ms.config_path || optind != argc) {
+        usage(stderr);
+        return 2;
+    }
+    return run(&ms);
+}

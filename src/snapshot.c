@@ -1,0 +1,273 @@
+/* snapshot.c — build, share and free runtime snapshots and the targets they share.
+ *
+ * Targets are interned in a registry (main thread) keyed by group name and address, so that a
+ * reload keeps target objects (and their health and pooled connections) that did not change.
+ * Target slot ids come from a free list guarded by a mutex: slots are taken when a target is
+ * created (main thread) and given back when its last reference goes (possibly on a worker, at
+ * the end of an old snapshot's last request) — never on the request path.
+ */
+#include "ringlb/snapshot.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static struct rlb_snapshot *current_snapshot;
+
+static pthread_mutex_t slot_lock = PTHREAD_MUTEX_INITIALIZER;
+static uint32_t *free_slots;
+static size_t n_free_slots, cap_free_slots;
+static _Atomic uint32_t slot_limit;
+
+static int slot_take(uint32_t *out)
+{
+    pthread_mutex_lock(&slot_lock);
+    if (n_free_slots > 0) {
+        *out = free_slots[--n_free_slots];
+    } else {
+        *out = atomic_fetch_add(&slot_limit, 1);
+    }
+    pthread_mutex_unlock(&slot_lock);
+    return 0;
+}
+
+static void slot_give(uint32_t slot)
+{
+    pthread_mutex_lock(&slot_lock);
+    if (n_free_slots == cap_free_slots) {
+        size_t ncap = cap_free_slots ? cap_free_slots * 2 : 64;
+        uint32_t *n = realloc(free_slots, ncap * sizeof(*n));
+        if (!n) {
+            pthread_mutex_unlock(&slot_lock); /* the slot is leaked, never reused */
+            return;
+        }
+        free_slots = n;
+        cap_free_slots = ncap;
+    }
+    free_slots[n_free_slots++] = slot;
+    pthread_mutex_unlock(&slot_lock);
+}
+
+uint32_t rlb_target_slot_limit(void) { return atomic_load(&slot_limit); }
+
+const char *rlb_target_state_name(int state)
+{
+    static const char *const names[] = {"initial", "healthy", "unhealthy",
+                                        "draining", "unused", "unavailable"};
+    if (state < 0 || state > RLB_TARGET_UNAVAILABLE)
+        return "unknown";
+    return names[state];
+}
+
+void rlb_target_unref(struct rlb_target *t)
+{
+    if (atomic_fetch_sub(&t->refs, 1) != 1)
+        return;
+    slot_give(t->slot);
+    free(t->group_name);
+    free(t);
+}
+
+static void format_addr(const struct rlb_sockaddr *a, char *out, size_t n)
+{
+    char ip[INET6_ADDRSTRLEN] = "?";
+    uint16_t port = 0;
+    if (a->ss.ss_family == AF_INET) {
+        const struct sockaddr_in *s4 = (const struct sockaddr_in *)&a->ss;
+        inet_ntop(AF_INET, &s4->sin_addr, ip, sizeof(ip));
+        port = ntohs(s4->sin_port);
+        snprintf(out, n, "%s:%u", ip, port);
+    } else {
+        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)&a->ss;
+        inet_ntop(AF_INET6, &s6->sin6_addr, ip, sizeof(ip));
+        port = ntohs(s6->sin6_port);
+        snprintf(out, n, "[%s]:%u", ip, port);
+    }
+}
+
+static bool same_addr(const struct rlb_sockaddr *a, const struct rlb_sockaddr *b)
+{
+    return a->len == b->len && memcmp(&a->ss, &b->ss, a->len) == 0;
+}
+
+/* Find the target object for (group, addr) in `prev`, or create one (state initial, or
+ * unavailable when health checks are off). */
+static struct rlb_target *target_get(const struct rlb_snapshot *prev, const char *group,
+                                     const struct rlb_sockaddr *addr, bool checks)
+{
+    if (prev) {
+        for (size_t g = 0; g < prev->cfg->n_target_groups; g++) {
+            const struct rlb_group *pg = &prev->groups[g];
+            if (strcmp(pg->cfg->name, group) != 0)
+                continue;
+            for (size_t i = 0; i < pg->n_targets; i++) {
+                struct rlb_target *t = pg->targets[i];
+                if (same_addr(&t->addr, addr)) {
+                    atomic_fetch_add(&t->refs, 1);
+                    if (!checks)
+                        atomic_store(&t->state, RLB_TARGET_UNAVAILABLE);
+                    else if (atomic_load(&t->state) == RLB_TARGET_UNAVAILABLE)
+                        atomic_store(&t->state, RLB_TARGET_INITIAL);
+                    return t;
+                }
+            }
+        }
+    }
+    struct rlb_target *t = calloc(1, sizeof(*t));
+    if (!t)
+        return NULL;
+    t->group_name = strdup(group);
+    if (!t->group_name) {
+        free(t);
+        return NULL;
+    }
+    atomic_init(&t->refs, 1);
+    slot_take(&t->slot);
+    t->addr = *addr;
+    format_addr(addr, t->name, sizeof(t->name));
+    atomic_init(&t->state, checks ? RLB_TARGET_INITIAL : RLB_TARGET_UNAVAILABLE);
+    atomic_init(&t->inflight, 0);
+    return t;
+}
+
+static struct rlb_balance_slot *slots_new(unsigned n_workers)
+{
+    struct rlb_balance_slot *s = aligned_alloc(64, sizeof(*s) * (n_workers ? n_workers : 1));
+    if (s)
+        memset(s, 0, sizeof(*s) * (n_workers ? n_workers : 1));
+    return s;
+}
+
+static int forward_build(struct rlb_snapshot *s, const struct rlb_action *a,
+                         struct rlb_forward *f)
+{
+    memset(f, 0, sizeof(*f));
+    if (a->type != RLB_ACTION_FORWARD)
+        return 0;
+    f->n_groups = a->forward.n_groups;
+    f->groups = calloc(f->n_groups, sizeof(*f->groups));
+    f->weights = calloc(f->n_groups, sizeof(*f->weights));
+    f->slots = slots_new(s->n_workers);
+    if (!f->groups || !f->weights || !f->slots)
+        return -ENOMEM;
+    for (size_t i = 0; i < f->n_groups; i++) {
+        f->groups[i] = &s->groups[a->forward.groups[i].group_index];
+        f->weights[i] = a->forward.groups[i].weight_set ? a->forward.groups[i].weight : 1;
+        f->total_weight += f->weights[i];
+    }
+    return 0;
+}
+
+static void forward_free(struct rlb_forward *f)
+{
+    free(f->groups);
+    free(f->weights);
+    free(f->slots);
+}
+
+static void snapshot_free(struct rlb_snapshot *s)
+{
+    if (s->listeners) {
+        for (size_t i = 0; i < s->cfg->n_listeners; i++) {
+            struct rlb_listener *l = &s->listeners[i];
+            if (l->rule_forwards)
+                for (size_t r = 0; r < l->cfg->n_rules; r++)
+                    forward_free(&l->rule_forwards[r]);
+            free(l->rule_forwards);
+            forward_free(&l->default_forward);
+        }
+    }
+    if (s->groups) {
+        for (size_t g = 0; g < s->cfg->n_target_groups; g++) {
+            struct rlb_group *grp = &s->groups[g];
+            for (size_t i = 0; i < grp->n_targets; i++)
+                if (grp->targets[i])
+                    rlb_target_unref(grp->targets[i]);
+            free(grp->targets);
+            free(grp->slots);
+        }
+    }
+    free(s->listeners);
+    free(s->groups);
+    rlb_config_free(s->cfg);
+    free(s);
+}
+
+struct rlb_snapshot *rlb_snapshot_build(struct rlb_config *cfg, const struct rlb_snapshot *prev,
+                                        unsigned n_workers, uint64_t generation)
+{
+    struct rlb_snapshot *s = calloc(1, sizeof(*s));
+    if (!s) {
+        rlb_config_free(cfg);
+        return NULL;
+    }
+    atomic_init(&s->refs, 1);
+    s->generation = generation;
+    s->cfg = cfg;
+    s->n_workers = n_workers;
+    s->groups = calloc(cfg->n_target_groups ? cfg->n_target_groups : 1, sizeof(*s->groups));
+    s->listeners = calloc(cfg->n_listeners ? cfg->n_listeners : 1, sizeof(*s->listeners));
+    if (!s->groups || !s->listeners)
+        goto fail;
+    for (size_t g = 0; g < cfg->n_target_groups; g++) {
+        const struct rlb_target_group_cfg *gc = &cfg->target_groups[g];
+        struct rlb_group *grp = &s->groups[g];
+        grp->cfg = gc;
+        grp->slots = slots_new(n_workers);
+        grp->targets = calloc(gc->n_targets ? gc->n_targets : 1, sizeof(*grp->targets));
+        if (!grp->slots || !grp->targets)
+            goto fail;
+        for (size_t i = 0; i < gc->n_targets; i++) {
+            /* Duplicate registrations of one address are one target. */
+            bool dup = false;
+            for (size_t j = 0; j < grp->n_targets; j++)
+                if (same_addr(&grp->targets[j]->addr, &gc->targets[i].addr))
+                    dup = true;
+            if (dup)
+                continue;
+            struct rlb_target *t = target_get(prev, gc->name, &gc->targets[i].addr,
+                                              gc->health_check.enabled);
+            if (!t)
+                goto fail;
+            grp->targets[grp->n_targets++] = t;
+        }
+    }
+    for (size_t i = 0; i < cfg->n_listeners; i++) {
+        struct rlb_listener *l = &s->listeners[i];
+        l->cfg = &cfg->listeners[i];
+        l->rule_forwards = calloc(l->cfg->n_rules ? l->cfg->n_rules : 1,
+                                  sizeof(*l->rule_forwards));
+        if (!l->rule_forwards)
+            goto fail;
+        for (size_t r = 0; r < l->cfg->n_rules; r++)
+            if (forward_build(s, &l->cfg->rules[r].action, &l->rule_forwards[r]) < 0)
+                goto fail;
+        if (forward_build(s, &l->cfg->default_action, &l->default_forward) < 0)
+            goto fail;
+    }
+    return s;
+fail:
+    snapshot_free(s);
+    return NULL;
+}
+
+void rlb_snapshot_ref(struct rlb_snapshot *s) { atomic_fetch_add(&s->refs, 1); }
+
+void rlb_snapshot_unref(struct rlb_snapshot *s)
+{
+    if (s && atomic_fetch_sub(&s->refs, 1) == 1)
+        snapshot_free(s);
+}
+
+void rlb_snapshot_set_current(struct rlb_snapshot *s)
+{
+    struct rlb_snapshot *old = current_snapshot;
+    current_snapshot = s;
+    rlb_snapshot_unref(old);
+}
+
+struct rlb_snapshot *rlb_snapshot_current(void) { return current_snapshot; }
