@@ -628,14 +628,17 @@ static void conn_close(struct conn *c)
     atomic_fetch_sub_explicit(&st_active, 1, memory_order_relaxed);
 }
 
-/* Starts closing once the output is flushed: RST, or FIN then drain input until EOF. */
-static void conn_finish(struct conn *c)
+/*
+ * Starts closing once the output is flushed: RST (returns true: c is freed), or FIN then drain
+ * input until EOF (returns false).
+ */
+static bool conn_finish(struct conn *c)
 {
     if (c->rst_after) {
         struct linger lg = { .l_onoff = 1, .l_linger = 0 };
         setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
         conn_close(c);
-        return;
+        return true;
     }
     shutdown(c->fd, SHUT_WR);
     c->mode = M_LINGER;
@@ -645,6 +648,7 @@ static void conn_finish(struct conn *c)
     c->rpos = c->rlen = 0;
     timer_del(c);
     timer_set(c, c->w->now + LINGER_MS);
+    return false;
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -1413,8 +1417,7 @@ static void conn_run(struct conn *c)
         /* close_after applies once the request is complete (an echo streams until then) */
         bool closing = c->close_after && !c->in_msg;
         if (closing && pending(c) == 0 && !c->gen_active && !c->sleeping) {
-            conn_finish(c);
-            if (c->mode != M_LINGER)
+            if (conn_finish(c))
                 return;                  /* closed (RST) */
             c->rready = true;
             continue;

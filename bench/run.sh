@@ -1,0 +1,458 @@
+#!/usr/bin/env bash
+# bench/run.sh — the same plaintext keep-alive load against ringlb, HAProxy and nginx.
+#
+#   bench/run.sh [--duration S] [--runs N] [--conns "100 1000"] [--threads T]
+#                [--only ringlb|haproxy|nginx] [--idle] [--idle-conns N] [--port-base P]
+#
+# Throughput mode (default): one rlb-backend (2 threads, listeners 127.0.0.1:19001 and :19002)
+# and wrk run on CPU 1; each proxy runs on CPU 0 with T worker threads (--threads, default 1)
+# and round-robins over the two backend listeners: ringlb on 127.0.0.1:18080, HAProxy on :18081,
+# nginx on :18082 (--port-base P moves them to P, P+1, P+2). For every connection count, N runs of `wrk -t 2 -c CONNS -d S --latency`
+# alternate between the proxies (ringlb, haproxy, nginx, ringlb, ...), after a short warm-up.
+# Reported per connection count and proxy: median req/s (min..max), median p50 and p99
+# latency, the proxy's CPU seconds per 100k requests (utime+stime of all its processes and
+# threads from /proc, before vs after each run) and the req/s ratio against HAProxy.
+#
+# Idle mode (--idle): bench/idle_conns.py opens N (default 10000) keep-alive connections to each
+# proxy, sends one request on each and holds them; the proxy's VmRSS growth (all of its
+# processes) divided by N is its memory per idle connection (KiB/conn).
+#
+# The script builds nothing: it expects build/ringlb and build/rlb-backend (RINGLB_BUILD_DIR
+# overrides the directory). It installs haproxy, nginx-light and wrk with apt-get when they are
+# missing. Raw results (wrk output, configs, logs, results.tsv, table.md) go to
+# bench/out/<timestamp>/. Every process it starts is stopped on exit; all traffic stays on
+# 127.0.0.1.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BUILD=${RINGLB_BUILD_DIR:-$ROOT/build}
+PATH=$PATH:/usr/sbin:/sbin
+
+DURATION=10
+RUNS=3
+CONNS="100 1000"
+THREADS=1
+ONLY=""
+IDLE=0
+IDLE_N=10000
+WARMUP=2
+
+PORT_BASE=18080
+declare -A PID=()
+
+usage() {
+    sed -n '3,5p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    exit "${1:-2}"
+}
+
+die() {
+    echo "run.sh: $*" >&2
+    exit 1
+}
+
+while [ $# -gt 0 ]; do
+    case $1 in
+        --duration) DURATION=${2:?}; shift 2 ;;
+        --runs) RUNS=${2:?}; shift 2 ;;
+        --conns) CONNS=${2:?}; shift 2 ;;
+        --threads) THREADS=${2:?}; shift 2 ;;
+        --only) ONLY=${2:?}; shift 2 ;;
+        --idle) IDLE=1; shift ;;
+        --idle-conns) IDLE_N=${2:?}; shift 2 ;;
+        --port-base) PORT_BASE=${2:?}; shift 2 ;;
+        -h|--help) usage 0 ;;
+        *) echo "run.sh: unknown argument $1" >&2; usage ;;
+    esac
+done
+in_range() { [[ $1 =~ ^[0-9]+$ ]] && [ "$1" -ge "$2" ] && [ "$1" -le "$3" ]; }
+in_range "$DURATION" 1 3600 || die "--duration wants 1..3600 seconds"
+in_range "$RUNS" 1 100 || die "--runs wants 1..100"
+in_range "$THREADS" 1 64 || die "--threads wants 1..64"
+in_range "$IDLE_N" 1 1000000 || die "--idle-conns wants 1..1000000"
+in_range "$PORT_BASE" 1024 65000 || die "--port-base wants 1024..65000"
+for c in $CONNS; do
+    in_range "$c" 2 1000000 || die "--conns wants numbers >= 2 (wrk -t 2), got '$c'"
+done
+BACKEND1=127.0.0.1:19001
+BACKEND2=127.0.0.1:19002
+declare -A PORT=([ringlb]=$PORT_BASE [haproxy]=$((PORT_BASE + 1)) [nginx]=$((PORT_BASE + 2)))
+[ "$DURATION" -lt "$WARMUP" ] && WARMUP=$DURATION
+case $ONLY in
+    "") PROXIES=(ringlb haproxy nginx) ;;
+    ringlb|haproxy|nginx) PROXIES=("$ONLY") ;;
+    *) die "--only wants ringlb, haproxy or nginx" ;;
+esac
+
+# ------------------------------------------------------------------------------------------
+# prerequisites
+
+[ -x "$BUILD/rlb-backend" ] ||
+    die "$BUILD/rlb-backend missing: cmake -S . -B build && cmake --build build --target rlb-backend"
+if [[ " ${PROXIES[*]} " == *" ringlb "* ]]; then
+    [ -x "$BUILD/ringlb" ] ||
+        die "$BUILD/ringlb missing: cmake -S . -B build && cmake --build build --target ringlb"
+fi
+
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO=sudo
+missing=()
+command -v wrk >/dev/null || missing+=(wrk)
+command -v python3 >/dev/null || missing+=(python3)
+command -v curl >/dev/null || missing+=(curl)
+command -v taskset >/dev/null || missing+=(util-linux)
+for p in "${PROXIES[@]}"; do
+    case $p in
+        haproxy) command -v haproxy >/dev/null || missing+=(haproxy) ;;
+        nginx) command -v nginx >/dev/null || missing+=(nginx-light) ;;
+    esac
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "run.sh: installing ${missing[*]}" >&2
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# File descriptors: 10k idle connections, or 1000 client + upstream connections per proxy.
+hard=$(ulimit -Hn)
+if [ "$hard" != unlimited ] && [ "$hard" -lt 1048576 ]; then
+    ulimit -Hn 1048576 2>/dev/null || true
+    hard=$(ulimit -Hn)
+fi
+ulimit -n "$hard" 2>/dev/null || true
+NOFILE=$(ulimit -n)
+[ "$NOFILE" = unlimited ] && NOFILE=1048576
+MAXCONN=$((NOFILE - 500))
+[ "$MAXCONN" -gt 100000 ] && MAXCONN=100000
+if [ "$IDLE" -eq 1 ] && [ "$NOFILE" -lt $((IDLE_N + 200)) ]; then
+    die "open-file limit $NOFILE is too low for --idle-conns $IDLE_N"
+fi
+
+NCPU=$(nproc)
+PROXY_CPU=0
+LOAD_CPU=1
+if [ "$NCPU" -lt 2 ]; then
+    echo "run.sh: warning: one CPU only: proxy, backend and wrk share CPU 0" >&2
+    LOAD_CPU=0
+fi
+
+port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+for p in 19001 19002 "${PORT[@]}"; do
+    ! port_busy "$p" || die "127.0.0.1:$p is already in use (a previous run still alive?)"
+done
+
+OUT=$ROOT/bench/out/$(date +%Y%m%d-%H%M%S)
+mkdir -p "$OUT"
+CLK_TCK=$(getconf CLK_TCK)
+
+# ------------------------------------------------------------------------------------------
+# processes
+
+cleanup() {
+    local rc=$? p
+    trap - EXIT INT TERM
+    for p in "${PID[@]}"; do
+        kill -TERM "$p" 2>/dev/null || true
+    done
+    for _ in $(seq 50); do
+        local alive=0
+        for p in "${PID[@]}"; do
+            kill -0 "$p" 2>/dev/null && alive=1
+        done
+        [ $alive -eq 0 ] && break
+        sleep 0.1
+    done
+    for p in "${PID[@]}"; do
+        kill -KILL "$p" 2>/dev/null || true
+    done
+    wait 2>/dev/null || true
+    exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# Sum of utime+stime (clock ticks) and of VmRSS (KiB) over PID and its descendants.
+proc_tree() {
+    python3 - "$1" <<'EOF'
+import os, sys
+root = int(sys.argv[1])
+parent, stat = {}, {}
+for d in os.listdir("/proc"):
+    if not d.isdigit():
+        continue
+    try:
+        with open(f"/proc/{d}/stat") as f:
+            rest = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        continue
+    parent[int(d)] = int(rest[1])
+    stat[int(d)] = int(rest[11]) + int(rest[12])
+tree, todo = set(), [root]
+while todo:
+    p = todo.pop()
+    if p in tree or p not in stat:
+        continue
+    tree.add(p)
+    todo += [c for c, pp in parent.items() if pp == p]
+ticks = sum(stat[p] for p in tree)
+rss = 0
+for p in tree:
+    try:
+        with open(f"/proc/{p}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    rss += int(line.split()[1])
+    except OSError:
+        pass
+print(ticks, rss)
+EOF
+}
+
+wait_http() {   # port timeout_s -> 0 when GET / answers 200 with the backend's body
+    local port=$1 deadline=$((SECONDS + $2)) body
+    while [ $SECONDS -lt "$deadline" ]; do
+        body=$(curl -s -m 2 "http://127.0.0.1:$port/" 2>/dev/null || true)
+        [[ $body == "hello from "* ]] && return 0
+        sleep 0.2
+    done
+    return 1
+}
+
+start_backend() {
+    taskset -c "$LOAD_CPU" "$BUILD/rlb-backend" --listen "$BACKEND1" --listen "$BACKEND2" \
+        --threads 2 --name bench >"$OUT/backend.log" 2>&1 &
+    PID[backend]=$!
+    local deadline=$((SECONDS + 10))
+    while [ "$(grep -c '^listening ' "$OUT/backend.log" 2>/dev/null)" -lt 2 ]; do
+        kill -0 "${PID[backend]}" 2>/dev/null || die "rlb-backend exited: $(cat "$OUT/backend.log")"
+        [ $SECONDS -lt $deadline ] || die "rlb-backend did not start"
+        sleep 0.05
+    done
+}
+
+fill_template() {   # template output
+    sed -e "s|@THREADS@|$THREADS|g" -e "s|@BACKEND1@|$BACKEND1|g" -e "s|@BACKEND2@|$BACKEND2|g" \
+        -e "s|@MAXCONN@|$MAXCONN|g" -e "s|@OUT@|$OUT|g" -e "s|@PORT@|$3|g" "$1" >"$2"
+}
+
+write_ringlb_config() {
+    cat >"$1" <<EOF
+# Generated by bench/run.sh: one plaintext listener forwarding to both rlb-backend listeners.
+threads: $THREADS
+shutdown_timeout: 2s
+listeners:
+  - name: bench
+    listen: "127.0.0.1:${PORT[ringlb]}"
+    protocol: HTTP
+    default_action:
+      forward:
+        target_groups:
+          - { name: bench }
+target_groups:
+  - name: bench
+    protocol: HTTP
+    algorithm: round_robin
+    health_check:
+      enabled: false
+    targets:
+      - $BACKEND1
+      - $BACKEND2
+EOF
+}
+
+start_proxy() {
+    local name=$1 port=${PORT[$1]}
+    case $name in
+        ringlb)
+            write_ringlb_config "$OUT/ringlb.yaml"
+            taskset -c "$PROXY_CPU" "$BUILD/ringlb" -c "$OUT/ringlb.yaml" --threads "$THREADS" \
+                --log-level warn >"$OUT/ringlb.log" 2>&1 &
+            ;;
+        haproxy)
+            fill_template "$ROOT/bench/peers/haproxy.cfg.in" "$OUT/haproxy.cfg" "$port"
+            taskset -c "$PROXY_CPU" haproxy -db -f "$OUT/haproxy.cfg" >"$OUT/haproxy.log" 2>&1 &
+            ;;
+        nginx)
+            mkdir -p "$OUT/nginx-client-body" "$OUT/nginx-proxy-temp"
+            fill_template "$ROOT/bench/peers/nginx.conf.in" "$OUT/nginx.conf" "$port"
+            taskset -c "$PROXY_CPU" nginx -c "$OUT/nginx.conf" -p "$OUT" -e "$OUT/nginx-error.log" \
+                >"$OUT/nginx.log" 2>&1 &
+            ;;
+    esac
+    PID[$name]=$!
+    if ! wait_http "$port" 15; then
+        echo "run.sh: $name did not answer on 127.0.0.1:$port; its log:" >&2
+        tail -n 20 "$OUT/$name.log" >&2 || true
+        [ "$name" = nginx ] && tail -n 20 "$OUT/nginx-error.log" >&2 2>/dev/null
+        exit 1
+    fi
+}
+
+versions() {
+    echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $NCPU CPUs, $(uname -sr)"
+    echo "pinning: proxies on CPU $PROXY_CPU; rlb-backend (2 threads) and wrk (-t 2) on CPU $LOAD_CPU"
+    for p in "${PROXIES[@]}"; do
+        case $p in
+            ringlb) echo "ringlb: $("$BUILD/ringlb" version 2>&1 | head -n1 || true)" ;;
+            haproxy) echo "haproxy: $(haproxy -v 2>&1 | head -n1)" ;;
+            nginx) echo "nginx: $(nginx -v 2>&1 | head -n1)" ;;
+        esac
+    done
+    echo "wrk: $(wrk -v 2>&1 | head -n1)"
+    echo "proxy worker threads: $THREADS; duration ${DURATION}s; runs $RUNS; conns $CONNS"
+}
+
+# ------------------------------------------------------------------------------------------
+# throughput runs
+
+run_bg() {   # output command... : run in the background and wait, so that signals act at once
+    local out=$1
+    shift
+    "$@" >"$out" 2>&1 &
+    PID[load]=$!
+    wait "${PID[load]}" || true
+    unset 'PID[load]'
+}
+
+to_ms() {   # wrk latency (850.00us, 1.20ms, 2.00s, 1.00m) -> milliseconds
+    awk -v v="$1" 'BEGIN {
+        if (v ~ /us$/) { sub(/us$/, "", v); v = v / 1000 }
+        else if (v ~ /ms$/) { sub(/ms$/, "", v) }
+        else if (v ~ /m$/) { sub(/m$/, "", v); v = v * 60000 }
+        else if (v ~ /s$/) { sub(/s$/, "", v); v = v * 1000 }
+        printf "%.3f", v }'
+}
+
+run_wrk() {   # proxy conns run
+    local name=$1 conns=$2 run=$3 port=${PORT[$1]}
+    local f="$OUT/wrk-$name-c$conns-r$run.txt" before after
+    before=$(proc_tree "${PID[$name]}")
+    run_bg "$f" timeout $((DURATION + 60)) taskset -c "$LOAD_CPU" wrk -t 2 -c "$conns" \
+        -d "${DURATION}s" --latency "http://127.0.0.1:$port/"
+    after=$(proc_tree "${PID[$name]}")
+    kill -0 "${PID[$name]}" 2>/dev/null || die "$name died during the run (see $OUT/$name.log)"
+    local rps reqs p50 p99 errs non2xx ticks cpu
+    rps=$(awk '/^Requests\/sec:/ {print $2}' "$f")
+    reqs=$(awk '/ requests in / {print $1}' "$f")
+    p50=$(awk '$1 == "50%" {print $2}' "$f")
+    p99=$(awk '$1 == "99%" {print $2}' "$f")
+    if [ -z "$rps" ] || [ -z "$reqs" ] || [ -z "$p50" ] || [ -z "$p99" ]; then
+        die "cannot parse wrk output $f: $(head -c 500 "$f")"
+    fi
+    errs=$(awk '/Socket errors:/ {gsub(/,/, ""); print $4 + $6 + $8 + $10}' "$f")
+    non2xx=$(awk '/Non-2xx or 3xx responses:/ {print $NF}' "$f")
+    [ "$reqs" -gt 0 ] || echo "run.sh: warning: $name served no request at c=$conns (see $f)" >&2
+    ticks=$(( ${after%% *} - ${before%% *} ))
+    cpu=$(awk -v t="$ticks" -v hz="$CLK_TCK" 'BEGIN { printf "%.3f", t / hz }')
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$conns" "$run" "$rps" \
+        "$(to_ms "$p50")" "$(to_ms "$p99")" "$cpu" "$reqs" "$(( ${errs:-0} + ${non2xx:-0} ))" \
+        >>"$OUT/results.tsv"
+    printf '  %-8s c=%-5s run %s: %10s req/s  p50 %8s  p99 %8s  cpu %6ss  errors %s\n' \
+        "$name" "$conns" "$run" "$rps" "$p50" "$p99" "$cpu" "$(( ${errs:-0} + ${non2xx:-0} ))" >&2
+}
+
+summarize() {
+    python3 - "$OUT/results.tsv" <<'EOF'
+import statistics, sys
+rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if not l.startswith("proxy\t")]
+order = ["ringlb", "haproxy", "nginx"]
+conns = sorted({int(r[1]) for r in rows})
+print("| conns | proxy | req/s (median) | req/s min..max | p50 ms | p99 ms "
+      "| proxy CPU s / 100k req | req/s vs HAProxy | errors |")
+print("|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+for c in conns:
+    med = {}
+    for p in order:
+        rs = [r for r in rows if r[0] == p and int(r[1]) == c]
+        if rs:
+            med[p] = statistics.median(float(r[3]) for r in rs)
+    for p in order:
+        rs = [r for r in rows if r[0] == p and int(r[1]) == c]
+        if not rs:
+            continue
+        rps = [float(r[3]) for r in rs]
+        cpu = sum(float(r[6]) for r in rs) / max(1, sum(int(r[7]) for r in rs)) * 100000
+        ratio = f"{med[p] / med['haproxy']:.2f}x" if med.get("haproxy") else "n/a"
+        print(f"| {c} | {p} | {med[p]:,.0f} | {min(rps):,.0f}..{max(rps):,.0f} "
+              f"| {statistics.median(float(r[4]) for r in rs):.2f} "
+              f"| {statistics.median(float(r[5]) for r in rs):.2f} | {cpu:.3f} | {ratio} "
+              f"| {sum(int(r[8]) for r in rs)} |")
+EOF
+}
+
+# ------------------------------------------------------------------------------------------
+# idle connections
+
+run_idle() {   # proxy
+    local name=$1 port=${PORT[$1]} before after log="$OUT/idle-$1.log" n deadline
+    curl -s -o /dev/null "http://127.0.0.1:$port/"
+    sleep 1
+    before=$(proc_tree "${PID[$name]}")
+    python3 "$ROOT/bench/idle_conns.py" --port "$port" -n "$IDLE_N" --hold 600 >"$log" 2>&1 &
+    PID[idle]=$!
+    deadline=$((SECONDS + 180))
+    until grep -q '^ready ' "$log"; do
+        kill -0 "${PID[idle]}" 2>/dev/null || die "idle_conns.py failed: $(cat "$log")"
+        [ $SECONDS -lt $deadline ] || die "idle_conns.py did not finish opening connections"
+        sleep 0.2
+    done
+    sleep 2
+    after=$(proc_tree "${PID[$name]}")
+    kill -TERM "${PID[idle]}" 2>/dev/null || true
+    wait "${PID[idle]}" 2>/dev/null || true
+    unset 'PID[idle]'
+    n=$(awk '/^ready / {print $2}' "$log")
+    local rb=${before##* } ra=${after##* }
+    printf '%s\t%s\t%s\t%s\n' "$name" "$n" "$rb" "$ra" >>"$OUT/idle.tsv"
+    awk -v p="$name" -v a="$ra" -v b="$rb" -v n="$n" 'BEGIN {
+        printf "| %s | %d | %.1f | %.1f | %.2f |\n", p, n, b / 1024, a / 1024, n ? (a - b) / n : 0
+    }' >>"$OUT/idle.md"
+    sleep 3      # let the proxy close the released connections before the next one
+}
+
+# ------------------------------------------------------------------------------------------
+
+versions | tee "$OUT/env.txt" >&2
+start_backend
+for p in "${PROXIES[@]}"; do
+    start_proxy "$p"
+done
+
+if [ "$IDLE" -eq 1 ]; then
+    printf '| proxy | idle connections | RSS before MiB | RSS after MiB | KiB / idle conn |\n' \
+        >"$OUT/idle.md"
+    printf '|---|---:|---:|---:|---:|\n' >>"$OUT/idle.md"
+    for p in "${PROXIES[@]}"; do
+        echo "idle: $p, $IDLE_N connections" >&2
+        run_idle "$p"
+    done
+    echo
+    sed 's/^/    /' "$OUT/env.txt"
+    echo
+    cat "$OUT/idle.md"
+    echo
+    echo "raw results: ${OUT#"$ROOT"/}"
+    exit 0
+fi
+
+printf 'proxy\tconns\trun\treq_s\tp50_ms\tp99_ms\tcpu_s\trequests\terrors\n' >"$OUT/results.tsv"
+for c in $CONNS; do
+    for p in "${PROXIES[@]}"; do
+        echo "warm-up: $p c=$c ${WARMUP}s" >&2
+        run_bg /dev/null timeout $((WARMUP + 30)) taskset -c "$LOAD_CPU" wrk -t 2 -c "$c" \
+            -d "${WARMUP}s" "http://127.0.0.1:${PORT[$p]}/"
+    done
+    for r in $(seq "$RUNS"); do
+        for p in "${PROXIES[@]}"; do
+            run_wrk "$p" "$c" "$r"
+        done
+    done
+done
+summarize >"$OUT/table.md"
+echo
+sed 's/^/    /' "$OUT/env.txt"
+echo
+cat "$OUT/table.md"
+echo
+echo "raw results: ${OUT#"$ROOT"/}"
