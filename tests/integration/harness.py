@@ -172,18 +172,20 @@ class RssSampler(threading.Thread):
 # backend (build/rlb-backend)
 
 class Backend:
-    """A running rlb-backend. .port, .url, .name, .proc."""
+    """A running rlb-backend. .port, .url, .name, .proc, .host, .addr ("host:port")."""
 
-    def __init__(self, proc, port, name):
+    def __init__(self, proc, port, name, host=LOCALHOST):
         self.proc = proc
         self.port = port
         self.name = name
-        self.url = f"http://{LOCALHOST}:{port}"
-        self.addr = f"{LOCALHOST}:{port}"
+        self.host = host
+        hp = f"[{host}]" if ":" in host else host
+        self.url = f"http://{hp}:{port}"
+        self.addr = f"{hp}:{port}"
 
     def stats(self):
         """GET /stats directly on the backend (not through ringlb): dict."""
-        c = Conn(self.port)
+        c = Conn(self.port, host=self.host)
         try:
             c.request("GET", "/stats", headers=[("Connection", "close")])
             r = c.read_response()
@@ -214,15 +216,18 @@ class Backend:
         _live_procs.discard(self.proc)
 
 
-def start_backend(name=None, threads=1, idle_close_ms=0, extra_args=(), timeout=10.0):
-    """Start rlb-backend on a free port; wait for its "listening 127.0.0.1:PORT" line."""
+def start_backend(name=None, threads=1, idle_close_ms=0, extra_args=(), timeout=10.0,
+                  host=LOCALHOST):
+    """Start rlb-backend on a free port of host (127.0.0.1 or ::1); wait for its
+    "listening HOST:PORT" line (IPv6 hosts in brackets)."""
     if not os.access(RINGLB_BACKEND, os.X_OK):
         raise AssertionError(f"backend binary not found: {RINGLB_BACKEND} (build rlb-backend)")
     last_err = ""
     for _attempt in range(3):       # another process may grab the free port first: retry
-        port = free_port()
+        port = free_port(host)
         bname = name or f"b{port}"
-        argv = [RINGLB_BACKEND, "--listen", f"{LOCALHOST}:{port}", "--name", bname]
+        hp = f"[{host}]" if ":" in host else host
+        argv = [RINGLB_BACKEND, "--listen", f"{hp}:{port}", "--name", bname]
         if threads and threads != 1:
             argv += ["--threads", str(threads)]
         if idle_close_ms:
@@ -231,7 +236,7 @@ def start_backend(name=None, threads=1, idle_close_ms=0, extra_args=(), timeout=
         proc = spawn(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                      stderr=subprocess.PIPE)
         ready = threading.Event()
-        want = f"listening {LOCALHOST}:{port}"
+        want = f"listening {hp}:{port}"
         lines = []
 
         def pump(stream, is_stdout):
@@ -247,7 +252,7 @@ def start_backend(name=None, threads=1, idle_close_ms=0, extra_args=(), timeout=
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if ready.wait(0.05):
-                return Backend(proc, port, bname)
+                return Backend(proc, port, bname, host)
             if proc.poll() is not None:
                 break
         if proc.poll() is None:
@@ -299,9 +304,10 @@ def target_group(name, targets=(), health_check=None, **kw):
     return tg
 
 
-def listener(name="main", default_action=None, rules=None, port=None, **kw):
-    """A plain-HTTP listener on 127.0.0.1 (a free port unless port is given)."""
-    lst = {"name": name, "listen": f"{LOCALHOST}:{port or free_port()}", "protocol": "HTTP"}
+def listener(name="main", default_action=None, rules=None, port=None, host=LOCALHOST, **kw):
+    """A plain-HTTP listener on host (127.0.0.1 or ::1; a free port unless port is given)."""
+    hp = f"[{host}]" if ":" in host else host
+    lst = {"name": name, "listen": f"{hp}:{port or free_port(host)}", "protocol": "HTTP"}
     lst.update(kw)
     lst["default_action"] = default_action or fixed_response(404, "no route")
     lst["rules"] = rules or []
@@ -316,7 +322,8 @@ def config_dict(listeners=None, target_groups=None, admin=True, **top):
         act = forward(target_groups[0]["name"]) if target_groups else None
         listeners = [listener("main", act)]
     cfg = {}
-    top.setdefault("shutdown_timeout", "10s")
+    # short: nothing should be in flight at teardown; drain tests set their own value
+    top.setdefault("shutdown_timeout", "3s")
     cfg.update(top)
     if admin is True:
         cfg["admin"] = {"listen": f"{LOCALHOST}:{free_port()}"}
@@ -626,7 +633,8 @@ class Conn:
     def request(self, method, target, headers=None, body=None, version="HTTP/1.1",
                 host="default"):
         if host == "default":
-            host = f"{self.hostname}:{self.port}"
+            hn = f"[{self.hostname}]" if ":" in self.hostname else self.hostname
+            host = f"{hn}:{self.port}"
         self.send(build_request(method, target, headers, body, version, host))
 
     def close(self):

@@ -185,6 +185,7 @@ class Shutdown(h.RingTestCase):
         self.b = self.backend("sd")
 
     def start(self, **top):
+        top.setdefault("shutdown_timeout", "10s")
         return self.ringlb(h.make_config(target_groups=[h.target_group("web", [self.b])], **top))
 
     def in_flight(self, port, path):
@@ -275,9 +276,12 @@ class Shutdown(h.RingTestCase):
         self.assertNotIn("r", res, "the in-flight request completed: SIGQUIT did not exit at once")
 
     def test_idle_ringlb_sigterm_exits_zero(self):
-        lb = self.start()
+        """Nothing in flight: the drain has nothing to wait for (shutdown_timeout is 30s)."""
+        lb = self.start(shutdown_timeout="30s")
         self.assertEqual(h.http(lb.port("main"), "GET", "/").status, 200)
-        self.assertEqual(lb.terminate(timeout=15), 0, lb.stderr_tail())
+        with h.Conn(lb.port("main")) as idle:       # an idle keep-alive connection too
+            self.assertEqual(idle.roundtrip("GET", "/").status, 200)
+            self.assertEqual(lb.terminate(timeout=10), 0, lb.stderr_tail())
 
 
 if __name__ == "__main__":

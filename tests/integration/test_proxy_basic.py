@@ -316,6 +316,22 @@ class ForwardedHeaders(h.RingTestCase):
         self.assertEqual(d.get("x-forwarded-for"), [thirty + ", 127.0.0.1"])
 
 
+class IPv6(h.RingTestCase):
+    def test_ipv6_listener_and_target(self):
+        b = self.backend("v6", host="::1")
+        lb = self.ringlb(h.make_config(
+            listeners=[h.listener("main", h.forward("web"), host="::1")],
+            target_groups=[h.target_group("web", [b])]))
+        with h.Conn(lb.port("main"), host="::1") as c:
+            r = c.roundtrip("GET", "/headers", headers=[("X-Forwarded-For", "2001:db8::1")])
+            self.assertEqual(r.status, 200, r)
+            self.assertEqual(r.header("X-Backend"), "v6")
+            _, d = h.forwarded_headers(r)
+            self.assertEqual(d.get("x-forwarded-for"), ["2001:db8::1, ::1"])
+            self.assertEqual(d.get("x-forwarded-port"), [str(lb.port("main"))])
+            self.assertEqual(d.get("host"), [f"[::1]:{lb.port('main')}"])
+
+
 class Admin(h.RingTestCase):
     def test_healthz(self):
         lb = self.ringlb(h.make_config())
