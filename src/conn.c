@@ -165,6 +165,8 @@ static void conn_close(struct rlb_conn *c, bool reset)
     struct rlb_worker *w = c->st.w;
     if (c->st.flags & RLB_ST_CLOSED)
         return;
+    rlb_log_debug("client connection closed: state %d, eof %d, %u bytes unsent", c->state,
+                  c->eof, c->st.out.bytes);
     if (c->ex) {
         struct rlb_exchange *ex = c->ex;
         if (ex->u) {
@@ -208,6 +210,7 @@ void rlb_conn_close_all(struct rlb_worker *w)
 static void begin_shutdown(struct rlb_conn *c)
 {
     c->state = RLB_C_CLOSING;
+    c->active_ms = c->st.w->now_ms;
     if (c->st.out.bytes == 0 && !(c->st.flags & RLB_ST_SEND_BUSY)) {
         if (c->eof) {
             conn_close(c, false);
@@ -243,6 +246,10 @@ static uint64_t conn_deadline(const struct rlb_conn *c)
             return c->head_start_ms + listener_ms(c, 1);
         return c->active_ms + listener_ms(c, 0);
     case RLB_C_CLOSING:
+        /* A slow reader gets the idle timeout for the rest of the response; after our FIN,
+         * the client has RLB_LINGER_MS to close its side. */
+        if (c->st.out.bytes > 0)
+            return c->active_ms + listener_ms(c, 0);
         return c->active_ms + RLB_LINGER_MS;
     case RLB_C_TUNNEL: {
         uint64_t a = c->active_ms;
@@ -414,11 +421,30 @@ static enum head_result read_head(struct rlb_conn *c, const char **buf, uint32_t
     return HEAD_OK;
 }
 
+/* Is the request line `METHOD SP TARGET SP HTTP/d.d` (well-formed, whatever the version)? */
+static bool well_formed_version(const char *buf, uint32_t len)
+{
+    const char *nl = memchr(buf, '\n', len);
+    uint32_t n = nl ? (uint32_t)(nl - buf) : len;
+    if (n > 0 && buf[n - 1] == '\r')
+        n--;
+    const char *sp1 = memchr(buf, ' ', n);
+    if (!sp1)
+        return false;
+    const char *sp2 = memchr(sp1 + 1, ' ', (size_t)(buf + n - sp1 - 1));
+    if (!sp2)
+        return false;
+    const char *v = sp2 + 1;
+    uint32_t vl = (uint32_t)(buf + n - v);
+    return vl == 8 && memcmp(v, "HTTP/", 5) == 0 && v[5] >= '0' && v[5] <= '9' && v[6] == '.' &&
+           v[7] >= '0' && v[7] <= '9';
+}
+
 /* Validate a parsed request head; returns 0 or the status to answer with. */
-static int validate_request(struct rlb_http_head *h, int err)
+static int validate_request(struct rlb_http_head *h, int err, const char *buf, uint32_t len)
 {
     if (err == HPE_INVALID_VERSION)
-        return 505;
+        return well_formed_version(buf, len) ? 505 : 400;
     if (err == HPE_INVALID_TRANSFER_ENCODING || err == HPE_UNEXPECTED_CONTENT_LENGTH) {
         /* A coding other than chunked/identity is 501; other TE trouble is malformed. */
         for (uint32_t i = 0; i < h->n_hdrs; i++) {
@@ -674,7 +700,7 @@ static void handle_head(struct rlb_conn *c, const char *buf, uint32_t len,
     c->ex = ex;
     ex->reqctx.head = h;
     int err = rlb_http1_parse_head(&ex->req, &ex->reqctx, buf, len);
-    int status = validate_request(h, err);
+    int status = validate_request(h, err, buf, len);
     ex->reqctx.head = NULL;
     ex->method = h->method_id;
     ex->is_head = err == HPE_OK && h->method_id == HTTP_HEAD;

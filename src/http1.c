@@ -478,6 +478,11 @@ uint32_t rlb_http1_write_request(char *out, uint32_t cap, const struct rlb_http_
                 continue;
             break;
         case 15:
+            if (rlb_http1_name_is(hd, "x-amzn-trace-id")) {
+                if (!trace)
+                    trace = hd;
+                continue;
+            }
             if (rlb_http1_name_is(hd, "x-forwarded-for")) {
                 if (fi->xff == RLB_XFF_REMOVE)
                     continue;
@@ -516,11 +521,6 @@ uint32_t rlb_http1_write_request(char *out, uint32_t cap, const struct rlb_http_
             if (rlb_http1_name_is(hd, "x-forwarded-port") ||
                 rlb_http1_name_is(hd, "proxy-connection"))
                 continue;
-            if (rlb_http1_name_is(hd, "x-amzn-trace-id")) {
-                if (!trace)
-                    trace = hd;
-                continue;
-            }
             break;
         case 17:
             if (rlb_http1_name_is(hd, "x-forwarded-proto"))

@@ -297,8 +297,11 @@ static void worker_loop(struct rlb_worker *w)
                 if (!exit_deadline)
                     exit_deadline = w->now_ms + 2000;
                 /* Leave once every stream's last operation has completed. */
-                if (w->live_streams == 0 || w->now_ms >= exit_deadline)
+                if (w->live_streams == 0 || w->now_ms >= exit_deadline) {
+                    rlb_log_debug("worker %u: drained (%u streams left)", w->id,
+                                  w->live_streams);
                     break;
+                }
             }
         }
         rlb_timer_wheel_run(&w->timers, w->now_ms);
