@@ -141,6 +141,7 @@ class Reload(h.RingTestCase):
             h.wait_for(lambda: h.http(port, "GET", "/").text == "b", 10, what="body b")
             load.wait_all_see("b")
             load.wait_count(load.count + 300)
+            load.wait_count(500)
         finally:
             load.stop()
         self.assertEqual(load.failures, [])

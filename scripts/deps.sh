@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# deps.sh — install what building and testing ringlb needs, from Debian 12 packages.
+# Idempotent and quiet when everything is there. Used by scripts/test.sh and scripts/demo.sh.
+#   scripts/deps.sh            build + test dependencies
+#   scripts/deps.sh --bench    also HAProxy and nginx (bench/run.sh)
+set -euo pipefail
+
+pkgs=(gcc make cmake pkg-config liburing-dev libssl-dev libjemalloc-dev libfyaml-dev
+      node-llhttp python3 curl wrk openssl ca-certificates procps)
+if [[ "${1:-}" == "--bench" ]]; then
+    pkgs+=(haproxy nginx-light)
+fi
+
+missing=()
+for p in "${pkgs[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+        missing+=("$p")
+    fi
+done
+[[ ${#missing[@]} -eq 0 ]] && exit 0
+
+SUDO=""
+if [[ $(id -u) -ne 0 ]]; then
+    if command -v sudo >/dev/null 2>&1; then
+        SUDO="sudo"
+    else
+        echo "deps.sh: need root (or sudo) to install: ${missing[*]}" >&2
+        exit 1
+    fi
+fi
+echo "deps.sh: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
