@@ -15,7 +15,9 @@
 #
 # Idle mode (--idle): bench/idle_conns.py opens N (default 10000) keep-alive connections to each
 # proxy, sends one request on each and holds them; the proxy's VmRSS growth (all of its
-# processes) divided by N is its memory per idle connection (KiB/conn).
+# processes) divided by N is its memory per idle connection (KiB/conn). The connections are
+# opened in two equal batches; the growth over the second batch alone (KiB/conn, second half)
+# leaves out fixed costs that only appear with first use (buffer pools, allocator arenas).
 #
 # The script builds nothing: it expects build/ringlb and build/rlb-backend (RINGLB_BUILD_DIR
 # overrides the directory). It installs haproxy, nginx-light and wrk with apt-get when they are
@@ -39,6 +41,7 @@ WARMUP=2
 
 PORT_BASE=18080
 declare -A PID=()
+IDLE_PIDS=()
 
 usage() {
     sed -n '3,5p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
@@ -150,7 +153,7 @@ CLK_TCK=$(getconf CLK_TCK)
 cleanup() {
     local rc=$? p
     trap - EXIT INT TERM
-    for p in "${PID[@]}"; do
+    for p in "${PID[@]}" "${IDLE_PIDS[@]}"; do
         kill -TERM "$p" 2>/dev/null || true
     done
     for _ in $(seq 50); do
@@ -384,29 +387,44 @@ EOF
 # ------------------------------------------------------------------------------------------
 # idle connections
 
-run_idle() {   # proxy
-    local name=$1 port=${PORT[$1]} before after log="$OUT/idle-$1.log" n deadline
-    curl -s -o /dev/null "http://127.0.0.1:$port/"
-    sleep 1
-    before=$(proc_tree "${PID[$name]}")
-    python3 "$ROOT/bench/idle_conns.py" --port "$port" -n "$IDLE_N" --hold 600 >"$log" 2>&1 &
-    PID[idle]=$!
+open_idle() {   # port n log: start idle_conns.py, wait until its connections are open
+    local port=$1 n=$2 log=$3 deadline pid
+    python3 "$ROOT/bench/idle_conns.py" --port "$port" -n "$n" --hold 600 >"$log" 2>&1 &
+    pid=$!
+    IDLE_PIDS+=("$pid")
     deadline=$((SECONDS + 180))
     until grep -q '^ready ' "$log"; do
-        kill -0 "${PID[idle]}" 2>/dev/null || die "idle_conns.py failed: $(cat "$log")"
+        kill -0 "$pid" 2>/dev/null || die "idle_conns.py failed: $(cat "$log")"
         [ $SECONDS -lt $deadline ] || die "idle_conns.py did not finish opening connections"
         sleep 0.2
     done
     sleep 2
+}
+
+# Two equal batches: the first pays for every fixed cost that grows lazily with use (buffer
+# pools, allocator arenas: the same for all three proxies), the second shows what one more idle
+# connection costs. Both figures are reported.
+run_idle() {   # proxy
+    local name=$1 port=${PORT[$1]} before mid after half n1 n2
+    curl -s -o /dev/null "http://127.0.0.1:$port/"
+    sleep 1
+    half=$((IDLE_N / 2))
+    IDLE_PIDS=()
+    before=$(proc_tree "${PID[$name]}")
+    open_idle "$port" "$half" "$OUT/idle-$1-a.log"
+    mid=$(proc_tree "${PID[$name]}")
+    open_idle "$port" "$((IDLE_N - half))" "$OUT/idle-$1-b.log"
     after=$(proc_tree "${PID[$name]}")
-    kill -TERM "${PID[idle]}" 2>/dev/null || true
-    wait "${PID[idle]}" 2>/dev/null || true
-    unset 'PID[idle]'
-    n=$(awk '/^ready / {print $2}' "$log")
-    local rb=${before##* } ra=${after##* }
-    printf '%s\t%s\t%s\t%s\n' "$name" "$n" "$rb" "$ra" >>"$OUT/idle.tsv"
-    awk -v p="$name" -v a="$ra" -v b="$rb" -v n="$n" 'BEGIN {
-        printf "| %s | %d | %.1f | %.1f | %.2f |\n", p, n, b / 1024, a / 1024, n ? (a - b) / n : 0
+    for p in "${IDLE_PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+    for p in "${IDLE_PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+    n1=$(awk '/^ready / {print $2}' "$OUT/idle-$1-a.log")
+    n2=$(awk '/^ready / {print $2}' "$OUT/idle-$1-b.log")
+    local rb=${before##* } rm=${mid##* } ra=${after##* }
+    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$n1" "$n2" "$rb" "$rm" "$ra" >>"$OUT/idle.tsv"
+    awk -v p="$name" -v a="$ra" -v m="$rm" -v b="$rb" -v n1="$n1" -v n2="$n2" 'BEGIN {
+        n = n1 + n2
+        printf "| %s | %d | %.1f | %.1f | %.2f | %.2f |\n", p, n, b / 1024, a / 1024,
+            n ? (a - b) / n : 0, n2 ? (a - m) / n2 : 0
     }' >>"$OUT/idle.md"
     sleep 3      # let the proxy close the released connections before the next one
 }
@@ -420,9 +438,9 @@ for p in "${PROXIES[@]}"; do
 done
 
 if [ "$IDLE" -eq 1 ]; then
-    printf '| proxy | idle connections | RSS before MiB | RSS after MiB | KiB / idle conn |\n' \
+    printf '| proxy | idle connections | RSS before MiB | RSS after MiB | KiB / idle conn (all) | KiB / idle conn (second half) |\n' \
         >"$OUT/idle.md"
-    printf '|---|---:|---:|---:|---:|\n' >>"$OUT/idle.md"
+    printf '|---|---:|---:|---:|---:|---:|\n' >>"$OUT/idle.md"
     for p in "${PROXIES[@]}"; do
         echo "idle: $p, $IDLE_N connections" >&2
         run_idle "$p"

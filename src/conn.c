@@ -479,7 +479,9 @@ static int validate_request(struct rlb_http_head *h, int err, const char *buf, u
     const struct rlb_hdr *host = NULL;
     for (uint32_t i = 0; i < h->n_hdrs; i++) {
         const struct rlb_hdr *hd = &h->hdrs[i];
-        if (hd->name_len == 0)
+        /* llhttp 8 in lenient builds accepts some non-token names ("Bad Header"): RFC 9112
+         * says a server MUST reject those, so ringlb does, whatever the parser version. */
+        if (!rlb_http1_is_token(hd->name, hd->name_len))
             return 400;
         if (hd->name_len + hd->value_len + 4 > RLB_MAX_HEADER_LINE)
             return 400;

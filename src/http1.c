@@ -175,6 +175,23 @@ const llhttp_settings_t *rlb_http1_settings(void)
     return &settings;
 }
 
+bool rlb_http1_is_token(const char *s, uint32_t len)
+{
+    /* tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" / "-" / "." / "^" / "_" / "`" /
+     *         "|" / "~" / DIGIT / ALPHA */
+    static const char extra[] = "!#$%&'*+-.^_`|~";
+    if (len == 0)
+        return false;
+    for (uint32_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))
+            continue;
+        if (c == 0 || !strchr(extra, c))
+            return false;
+    }
+    return true;
+}
+
 static bool ieq(const char *a, uint32_t alen, const char *lname)
 {
     size_t n = strlen(lname);

@@ -20,7 +20,7 @@
 #include "ringlb/proxy.h"
 
 #define RLB_RING_ENTRIES 4096u
-#define RLB_BUF_COUNT 2048u
+#define RLB_BUF_COUNT 1024u
 #define RLB_BUF_SIZE (16u * 1024u)
 #define RLB_BGID 1
 

@@ -84,6 +84,9 @@ const llhttp_settings_t *rlb_http1_settings(void);
  * ready to continue with the body. */
 int rlb_http1_parse_head(llhttp_t *p, struct rlb_http_ctx *ctx, const char *buf, uint32_t len);
 
+/* True when s[0..len) is a non-empty RFC 9110 token (the only valid header field names). */
+bool rlb_http1_is_token(const char *s, uint32_t len);
+
 /* Case-insensitive comparison of a header name with a NUL-terminated lower-case name. */
 bool rlb_http1_name_is(const struct rlb_hdr *h, const char *lname);
 

@@ -71,6 +71,14 @@ class LBErrors(h.RingTestCase):
         r = self.raw(b"GET / HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n")
         self.assertLBError(r, 400, "header without colon")
 
+    def test_400_non_token_header_names(self):
+        # RFC 9112: a server MUST reject these, whatever the parser's leniency.
+        for line in (b"Bad Header: x", b"X-Foo : x", b": empty-name"):
+            with self.subTest(line=line):
+                r = self.raw(b"GET / HTTP/1.1\r\nHost: x\r\n" + line + b"\r\n\r\n")
+                self.assertLBError(r, 400, repr(line))
+        self.still_serving()
+
     def test_400_header_line_over_16k(self):
         big = "a" * (17 * 1024)
         r = self.raw(h.build_request("GET", "/", [("X-Big", big)], host=self.hp))
