@@ -728,7 +728,9 @@ static void handle_head(struct rlb_conn *c, const char *buf, uint32_t len,
     rlb_worker_snap_use(w, snap);
     ex->snap = snap;
     ex->lst = &snap->listeners[c->wl->index];
-    int ridx = rlb_router_match(ex->lst, h, &c->peer.sa);
+    struct rlb_route_request rq;
+    rlb_route_request_from_head(&rq, h, &c->peer.sa);
+    int ridx = rlb_router_match(ex->lst->router, &rq, NULL);
     const struct rlb_listener_cfg *lc = ex->lst->cfg;
     const struct rlb_action *a = ridx >= 0 ? &lc->rules[ridx].action : &lc->default_action;
     switch (a->type) {
