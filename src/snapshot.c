@@ -8,6 +8,8 @@
  */
 #include "ringlb/snapshot.h"
 
+#include "ringlb/router.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -179,6 +181,7 @@ static void snapshot_free(struct rlb_snapshot *s)
                     forward_free(&l->rule_forwards[r]);
             free(l->rule_forwards);
             forward_free(&l->default_forward);
+            rlb_router_free(l->router);
         }
     }
     if (s->groups) {
@@ -247,6 +250,9 @@ struct rlb_snapshot *rlb_snapshot_build(struct rlb_config *cfg, const struct rlb
             if (forward_build(s, &l->cfg->rules[r].action, &l->rule_forwards[r]) < 0)
                 goto fail;
         if (forward_build(s, &l->cfg->default_action, &l->default_forward) < 0)
+            goto fail;
+        l->router = rlb_router_build(l->cfg);
+        if (!l->router)
             goto fail;
     }
     return s;

@@ -21,6 +21,8 @@
 
 #include "ringlb/config.h"
 
+struct rlb_router;
+
 enum rlb_target_state {
     RLB_TARGET_INITIAL = 0,
     RLB_TARGET_HEALTHY,
@@ -70,6 +72,7 @@ struct rlb_listener {
     const struct rlb_listener_cfg *cfg;
     struct rlb_forward *rule_forwards;  /* [cfg->n_rules], valid where the action is forward */
     struct rlb_forward default_forward; /* valid when the default action is forward */
+    struct rlb_router *router;          /* compiled rule index (router.h) */
 };
 
 /* The snapshot. Owner: refcount (main thread's "current" reference + one per worker using it). */
