@@ -1,6 +1,8 @@
 /* balance.c — group and target selection (see balance.h). */
 #include "ringlb/balance.h"
 
+#include <stdint.h>
+
 bool rlb_target_routable(const struct rlb_target *t)
 {
     int s = atomic_load_explicit(&t->state, memory_order_relaxed);
@@ -22,25 +24,22 @@ struct rlb_group *rlb_balance_group(struct rlb_forward *f, unsigned worker)
 {
     if (f->n_groups == 1)
         return group_has(f->groups[0], false) ? f->groups[0] : NULL;
-    struct rlb_balance_slot *slot = &f->slots[worker];
+    int32_t *cur = f->cur + (size_t)worker * f->cur_stride;
     /* Pass 1: groups with routable targets; pass 2 (fail open): any registered target. */
     for (int pass = 0; pass < 2; pass++) {
         int32_t total = 0;
-        struct rlb_group *best = NULL;
-        size_t best_i = 0;
-        for (size_t i = 0; i < f->n_groups && i < 8; i++) {
+        size_t best = SIZE_MAX;
+        for (size_t i = 0; i < f->n_groups; i++) {
             if (f->weights[i] == 0 || !group_has(f->groups[i], pass == 0))
                 continue;
-            slot->cur[i] += (int32_t)f->weights[i];
+            cur[i] += (int32_t)f->weights[i];
             total += (int32_t)f->weights[i];
-            if (!best || slot->cur[i] > slot->cur[best_i]) {
-                best = f->groups[i];
-                best_i = i;
-            }
+            if (best == SIZE_MAX || cur[i] > cur[best])
+                best = i;
         }
-        if (best) {
-            slot->cur[best_i] -= total;
-            return best;
+        if (best != SIZE_MAX) {
+            cur[best] -= total;
+            return f->groups[best];
         }
     }
     return NULL;

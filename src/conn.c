@@ -22,8 +22,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "ringlb/action.h"
 #include "ringlb/balance.h"
 #include "ringlb/log.h"
 #include "ringlb/proxy.h"
@@ -533,87 +535,56 @@ static void format_peer(const struct rlb_conn *c, char *ip, size_t n, uint16_t *
 
 /* Answer a redirect action. */
 static void respond_redirect(struct rlb_conn *c, const struct rlb_action *a,
-                             const struct rlb_http_head *h, const struct rlb_listener_cfg *lc)
+                             const struct rlb_route_request *rq,
+                             const struct rlb_listener_cfg *lc)
 {
-    char loc[12288];
-    const char *qm = memchr(h->url, '?', h->url_len);
-    uint32_t plen = qm ? (uint32_t)(qm - h->url) : h->url_len;
-    const char *host = "";
-    uint32_t hlen = 0;
-    const struct rlb_hdr *hh = rlb_http1_find(h, "host");
-    if (hh) {
-        host = hh->value;
-        hlen = hh->value_len;
-        const char *colon = memchr(host, ':', hlen);
-        if (colon && host[0] != '[')
-            hlen = (uint32_t)(colon - host);
+    char loc[16384];
+    memcpy(loc, "Location: ", 10);
+    size_t n = rlb_action_redirect_url(a, lc, rq, loc + 10, sizeof(loc) - 12);
+    if (n == 0) {
+        rlb_conn_lb_error(c, 500);
+        return;
     }
-    const char *proto_in = lc->protocol == RLB_PROTO_HTTPS ? "https" : "http";
-    char proto[16];
-    snprintf(proto, sizeof(proto), "%s", a->redirect.protocol && strcmp(a->redirect.protocol,
-             "#{protocol}") != 0 ? a->redirect.protocol : proto_in);
-    for (char *p = proto; *p; p++)
-        if (*p >= 'A' && *p <= 'Z')
-            *p = (char)(*p + 32);
-    char port_in[8];
-    snprintf(port_in, sizeof(port_in), "%u", lc->port);
-    const char *port = a->redirect.port && strcmp(a->redirect.port, "#{port}") != 0
-                           ? a->redirect.port : port_in;
-    char hostbuf[1024];
-    snprintf(hostbuf, sizeof(hostbuf), "%.*s", (int)hlen, host);
-    const char *rhost = a->redirect.host ? a->redirect.host : "#{host}";
-    const char *rpath = a->redirect.path ? a->redirect.path : "/#{path}";
-    const char *rquery = a->redirect.query ? a->redirect.query : "#{query}";
-    char pathbuf[4096], querybuf[4096];
-    snprintf(pathbuf, sizeof(pathbuf), "%.*s", (int)(plen > 0 ? plen - 1 : 0),
-             plen > 0 ? h->url + 1 : "");
-    snprintf(querybuf, sizeof(querybuf), "%.*s", (int)(qm ? h->url_len - plen - 1 : 0),
-             qm ? qm + 1 : "");
-    /* Expand placeholders in host, path and query. */
-    char eh[1024], ep[4096], eq[4096];
-    const char *src[3] = {rhost, rpath, rquery};
-    char *dst[3] = {eh, ep, eq};
-    size_t cap[3] = {sizeof(eh), sizeof(ep), sizeof(eq)};
-    for (int k = 0; k < 3; k++) {
-        const char *s = src[k];
-        size_t o = 0;
-        while (*s && o + 1 < cap[k]) {
-            const char *rep = NULL;
-            size_t skip = 0;
-            if (strncmp(s, "#{host}", 7) == 0) { rep = hostbuf; skip = 7; }
-            else if (strncmp(s, "#{path}", 7) == 0) { rep = pathbuf; skip = 7; }
-            else if (strncmp(s, "#{query}", 8) == 0) { rep = querybuf; skip = 8; }
-            else if (strncmp(s, "#{port}", 7) == 0) { rep = port_in; skip = 7; }
-            else if (strncmp(s, "#{protocol}", 11) == 0) { rep = proto_in; skip = 11; }
-            if (rep) {
-                size_t l = strlen(rep);
-                if (o + l >= cap[k])
-                    l = cap[k] - o - 1;
-                memcpy(dst[k] + o, rep, l);
-                o += l;
-                s += skip;
-            } else {
-                dst[k][o++] = *s++;
-            }
-        }
-        dst[k][o] = 0;
-    }
-    bool default_port = (strcmp(proto, "http") == 0 && strcmp(port, "80") == 0) ||
-                        (strcmp(proto, "https") == 0 && strcmp(port, "443") == 0);
-    snprintf(loc, sizeof(loc), "Location: %s://%s%s%s%s%s%s%s\r\n", proto, eh,
-             default_port ? "" : ":", default_port ? "" : port, ep[0] == '/' ? "" : "/", ep,
-             eq[0] ? "?" : "", eq);
+    memcpy(loc + 10 + n, "\r\n", 3);
     int status = a->redirect.status_code == 302 ? 302 : 301;
-    respond_local(c, status, NULL, NULL, 0, loc, !c->ex->client_keep_alive);
+    respond_local(c, status, NULL, NULL, 0, loc, c->close_after);
 }
 
 /* Start forwarding the parsed request in h (head bytes: the first `len` bytes of c->st.in). */
-static void forward(struct rlb_conn *c, struct rlb_forward *f, struct rlb_http_head *h)
+static void forward(struct rlb_conn *c, const struct rlb_action *a, struct rlb_forward *f,
+                    struct rlb_http_head *h)
 {
     struct rlb_worker *w = c->st.w;
     struct rlb_exchange *ex = c->ex;
     const struct rlb_listener_cfg *lc = ex->lst->cfg;
-    struct rlb_group *g = rlb_balance_group(f, w->id);
+    struct rlb_group *g = NULL;
+    if (a->forward.stickiness_enabled && f->n_groups > 1) {
+        /* A valid AWSALBTG cookie names a group of this action: stay there while it has a
+         * routable target. */
+        size_t vlen;
+        const char *v = rlb_cookie_find(h, RLB_STICKY_COOKIE, &vlen);
+        uint64_t gid;
+        if (v && rlb_sticky_decode(v, vlen, (uint64_t)time(NULL), &gid)) {
+            for (size_t i = 0; i < f->n_groups; i++) {
+                if (f->group_hash[i] == gid && f->weights[i] > 0) {
+                    for (size_t k = 0; k < f->groups[i]->n_targets && !g; k++)
+                        if (rlb_target_routable(f->groups[i]->targets[k]))
+                            g = f->groups[i];
+                    break;
+                }
+            }
+        }
+    }
+    if (!g)
+        g = rlb_balance_group(f, w->id);
+    if (g && a->forward.stickiness_enabled) {
+        for (size_t i = 0; i < f->n_groups; i++)
+            if (f->groups[i] == g)
+                ex->sticky_group = f->group_hash[i];
+        ex->sticky_duration_s = a->forward.stickiness_duration_ms / 1000;
+        if (!ex->sticky_duration_s)
+            ex->sticky_duration_s = 1;
+    }
     bool fail_open = false;
     struct rlb_target *t = g ? rlb_balance_target(g, w->id, NULL, 0, &fail_open) : NULL;
     if (!t) {
@@ -737,11 +708,11 @@ static void handle_head(struct rlb_conn *c, const char *buf, uint32_t len,
     case RLB_ACTION_FORWARD: {
         struct rlb_forward *f = ridx >= 0 ? &ex->lst->rule_forwards[ridx]
                                           : &ex->lst->default_forward;
-        forward(c, f, h);
+        forward(c, a, f, h);
         break;
     }
     case RLB_ACTION_REDIRECT:
-        respond_redirect(c, a, h, lc);
+        respond_redirect(c, a, &rq, lc);
         if (!(c->st.flags & RLB_ST_CLOSED))
             c->state = RLB_C_LOCAL;
         break;

@@ -589,7 +589,7 @@ uint32_t rlb_http1_response_bound(const struct rlb_http_head *h)
 }
 
 uint32_t rlb_http1_write_response(char *out, uint32_t cap, const struct rlb_http_head *h,
-                                  unsigned flags)
+                                  unsigned flags, const char *extra)
 {
     struct out o = {out, out + cap, false};
     puts_(&o, "HTTP/1.1 ");
@@ -609,6 +609,8 @@ uint32_t rlb_http1_write_response(char *out, uint32_t cap, const struct rlb_http
             continue;
         put_hdr(&o, hd);
     }
+    if (extra)
+        puts_(&o, extra);
     if (h->status == 101) {
         const struct rlb_hdr *up = rlb_http1_find(h, "upgrade");
         puts_(&o, "Connection: Upgrade\r\n");
@@ -680,6 +682,16 @@ const char *rlb_http1_date(void)
         date_sec = ts.tv_sec;
     }
     return date_buf;
+}
+
+const char *rlb_http1_date_at(uint64_t t)
+{
+    static _Thread_local char buf[32];
+    time_t tt = (time_t)t;
+    struct tm tm;
+    gmtime_r(&tt, &tm);
+    strftime(buf, sizeof(buf), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    return buf;
 }
 
 uint32_t rlb_http1_write_local(char *out, uint32_t cap, int status, const char *content_type,

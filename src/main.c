@@ -26,6 +26,7 @@
 #include <jemalloc/jemalloc.h>
 #endif
 
+#include "ringlb/action.h"
 #include "ringlb/admin.h"
 #include "ringlb/config.h"
 #include "ringlb/http1.h"
@@ -165,6 +166,13 @@ static int run(struct main_state *ms)
         return 1;
     }
     rlb_http1_settings(); /* initialise before any worker parses */
+    int kerr = rlb_sticky_key_init(cfg->stickiness_key_file);
+    if (kerr < 0) {
+        rlb_log_error("stickiness_key_file %s: %s (want 32 bytes, or 64 hex digits)",
+                      cfg->stickiness_key_file, strerror(-kerr));
+        rlb_config_free(cfg);
+        return 2;
+    }
 
     struct rlb_snapshot *snap = rlb_snapshot_build(cfg, NULL, n, 1);
     if (!snap) {

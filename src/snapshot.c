@@ -144,6 +144,17 @@ static struct rlb_balance_slot *slots_new(unsigned n_workers)
     return s;
 }
 
+/* FNV-1a of a group name: its opaque, stable id in stickiness cookies. */
+static uint64_t name_hash(const char *s)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (; *s; s++) {
+        h ^= (unsigned char)*s;
+        h *= 1099511628211ull;
+    }
+    return h;
+}
+
 static int forward_build(struct rlb_snapshot *s, const struct rlb_action *a,
                          struct rlb_forward *f)
 {
@@ -153,12 +164,18 @@ static int forward_build(struct rlb_snapshot *s, const struct rlb_action *a,
     f->n_groups = a->forward.n_groups;
     f->groups = calloc(f->n_groups, sizeof(*f->groups));
     f->weights = calloc(f->n_groups, sizeof(*f->weights));
-    f->slots = slots_new(s->n_workers);
-    if (!f->groups || !f->weights || !f->slots)
+    f->group_hash = calloc(f->n_groups, sizeof(*f->group_hash));
+    /* One row of current weights per worker, rounded up to whole cache lines. */
+    f->cur_stride = (uint32_t)((f->n_groups + 15) & ~(size_t)15);
+    size_t bytes = (size_t)f->cur_stride * sizeof(int32_t) * (s->n_workers ? s->n_workers : 1);
+    f->cur = aligned_alloc(64, bytes);
+    if (!f->groups || !f->weights || !f->group_hash || !f->cur)
         return -ENOMEM;
+    memset(f->cur, 0, bytes);
     for (size_t i = 0; i < f->n_groups; i++) {
         f->groups[i] = &s->groups[a->forward.groups[i].group_index];
         f->weights[i] = a->forward.groups[i].weight_set ? a->forward.groups[i].weight : 1;
+        f->group_hash[i] = name_hash(f->groups[i]->cfg->name);
         f->total_weight += f->weights[i];
     }
     return 0;
@@ -168,7 +185,8 @@ static void forward_free(struct rlb_forward *f)
 {
     free(f->groups);
     free(f->weights);
-    free(f->slots);
+    free(f->group_hash);
+    free(f->cur);
 }
 
 static void snapshot_free(struct rlb_snapshot *s)

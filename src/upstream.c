@@ -13,11 +13,14 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "ringlb/action.h"
 #include "ringlb/balance.h"
 #include "ringlb/log.h"
 #include "ringlb/proxy.h"
@@ -435,7 +438,7 @@ static int relay_head(struct rlb_upconn *u)
         if (!ex->http10) {
             uint32_t cap = rlb_http1_response_bound(h);
             struct rlb_block *b = rlb_block_new(cap);
-            uint32_t n = b ? rlb_http1_write_response(b->data, cap, h, 0) : 0;
+            uint32_t n = b ? rlb_http1_write_response(b->data, cap, h, 0, NULL) : 0;
             struct rlb_seg *seg = n ? rlb_seg_from_block(&w->segs, b, b->data, n) : NULL;
             if (seg)
                 rlb_bq_push(&c->st.out, seg);
@@ -468,9 +471,24 @@ static int relay_head(struct rlb_upconn *u)
         flags |= RLB_RESP_CLOSE;
     else if (ex->http10)
         flags |= RLB_RESP_KEEPALIVE10;
-    uint32_t cap = rlb_http1_response_bound(h);
+    char cookie[256];
+    const char *extra = NULL;
+    if (ex->sticky_duration_s && !tunnel) {
+        /* Target-group stickiness: (re)issue AWSALBTG naming the chosen group. */
+        char v[RLB_STICKY_COOKIE_LEN + 1];
+        uint64_t expires = (uint64_t)time(NULL) + ex->sticky_duration_s;
+        rlb_sticky_encode(ex->sticky_group, expires, v);
+        const char *date = rlb_http1_date_at(expires);
+        bool https = ex->lst->cfg->protocol == RLB_PROTO_HTTPS;
+        snprintf(cookie, sizeof(cookie),
+                 "Set-Cookie: AWSALBTG=%s; Expires=%s; Path=/\r\n"
+                 "Set-Cookie: AWSALBTGCORS=%s; Expires=%s; Path=/; SameSite=None%s\r\n",
+                 v, date, v, date, https ? "; Secure" : "");
+        extra = cookie;
+    }
+    uint32_t cap = rlb_http1_response_bound(h) + (extra ? (uint32_t)strlen(extra) : 0);
     struct rlb_block *b = rlb_block_new(cap);
-    uint32_t n = b ? rlb_http1_write_response(b->data, cap, h, flags) : 0;
+    uint32_t n = b ? rlb_http1_write_response(b->data, cap, h, flags, extra) : 0;
     struct rlb_seg *seg = n ? rlb_seg_from_block(&w->segs, b, b->data, n) : NULL;
     if (!seg) {
         if (b)

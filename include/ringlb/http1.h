@@ -126,10 +126,11 @@ enum {
     RLB_RESP_KEEPALIVE10 = 8, /* HTTP/1.0 client asked for keep-alive and gets it */
 };
 
-/* Serialise a target's response head for the client (flags RLB_RESP_*). Returns the length
- * or 0 when `cap` is too small. */
+/* Serialise a target's response head for the client (flags RLB_RESP_*), adding the header
+ * lines `extra` (each ending in CRLF; may be NULL). Returns the length or 0 when `cap` is too
+ * small. */
 uint32_t rlb_http1_write_response(char *out, uint32_t cap, const struct rlb_http_head *h,
-                                  unsigned flags);
+                                  unsigned flags, const char *extra);
 
 /* Upper bound of rlb_http1_write_response()'s output for `h`. */
 uint32_t rlb_http1_response_bound(const struct rlb_http_head *h);
@@ -148,5 +149,8 @@ uint32_t rlb_http1_write_local(char *out, uint32_t cap, int status, const char *
 /* The current time as an IMF-fixdate ("Sun, 06 Nov 1994 08:49:37 GMT"), cached per thread
  * per second. Returns a pointer to thread-local storage (29 characters). */
 const char *rlb_http1_date(void);
+
+/* `t` (epoch seconds) as an IMF-fixdate, in thread-local storage overwritten by the next call. */
+const char *rlb_http1_date_at(uint64_t t);
 
 #endif

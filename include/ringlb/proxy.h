@@ -90,6 +90,8 @@ struct rlb_exchange {
     struct rlb_http_ctx respctx;
     struct rlb_bq retry;           /* clones of the request bytes, for the one retry */
     uint64_t start_ms;
+    uint64_t sticky_group;         /* group id for the AWSALBTG cookie */
+    uint64_t sticky_duration_s;    /* 0: no stickiness cookie on the response */
     uint32_t tried_slots[4];       /* targets that refused, skipped for this request */
     uint8_t n_tried;
     uint8_t method;

@@ -46,8 +46,7 @@ struct rlb_target {
 /* Per-worker balancer slot; padded to its own cache line. */
 struct rlb_balance_slot {
     uint64_t rr;                    /* round-robin cursor */
-    int32_t cur[8];                 /* smooth weighted round robin: current weights */
-    char pad[64 - 8 - 32];
+    char pad[64 - 8];
 } __attribute__((aligned(64)));
 
 /* A target group as routed in this snapshot. */
@@ -64,7 +63,10 @@ struct rlb_forward {
     uint32_t *weights;
     size_t n_groups;
     uint32_t total_weight;
-    struct rlb_balance_slot *slots; /* [n_workers]: smooth WRR state over groups (<= 8) */
+    uint64_t *group_hash;           /* [n_groups]: stable id of each group (stickiness cookie) */
+    int32_t *cur;                   /* smooth WRR current weights: [n_workers][cur_stride], each
+                                     * worker's row on its own cache lines */
+    uint32_t cur_stride;
 };
 
 /* A listener's routing data. */

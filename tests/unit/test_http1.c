@@ -216,15 +216,16 @@ TEST(response_rewrite)
                  HPE_OK);
     CHECK_EQ_INT(head.status, 200);
     CHECK(head.chunked);
-    uint32_t n = rlb_http1_write_response(out, sizeof(out) - 1, &head, 0);
+    uint32_t n = rlb_http1_write_response(out, sizeof(out) - 1, &head, 0, NULL);
     out[n] = 0;
     CHECK_EQ_STR(out, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-App: 1\r\n\r\n");
-    n = rlb_http1_write_response(out, sizeof(out) - 1, &head, RLB_RESP_DECHUNK | RLB_RESP_CLOSE);
+    n = rlb_http1_write_response(out, sizeof(out) - 1, &head, RLB_RESP_DECHUNK | RLB_RESP_CLOSE,
+                                 "Set-Cookie: a=b\r\n");
     out[n] = 0;
-    CHECK_EQ_STR(out, "HTTP/1.1 200 OK\r\nX-App: 1\r\nConnection: close\r\n\r\n");
-    CHECK_EQ_INT(rlb_http1_write_response(out, 10, &head, 0), 0); /* too small */
+    CHECK_EQ_STR(out, "HTTP/1.1 200 OK\r\nX-App: 1\r\nSet-Cookie: a=b\r\nConnection: close\r\n\r\n");
+    CHECK_EQ_INT(rlb_http1_write_response(out, 10, &head, 0, NULL), 0); /* too small */
     CHECK_EQ_INT(parse(&p, &ctx, "HTTP/1.0 204 No Content\r\n\r\n", HTTP_RESPONSE), HPE_OK);
-    n = rlb_http1_write_response(out, sizeof(out) - 1, &head, RLB_RESP_KEEPALIVE10);
+    n = rlb_http1_write_response(out, sizeof(out) - 1, &head, RLB_RESP_KEEPALIVE10, NULL);
     out[n] = 0;
     CHECK_EQ_STR(out, "HTTP/1.1 204 No Content\r\nConnection: keep-alive\r\n\r\n");
 }
