@@ -34,11 +34,16 @@
 #include "ringlb/snapshot.h"
 #include "ringlb/worker.h"
 
+int rlb_route_main(int argc, char **argv);
+
 static void usage(FILE *f)
 {
     fprintf(f,
             "usage: ringlb -c FILE [--threads N] [--log-level error|warn|info|debug]\n"
             "       ringlb check -c FILE [--alb-limits]\n"
+            "       ringlb route -c FILE [--listener NAME] [--method M] [--host H] [--path P]\n"
+            "                    [--query Q] [--header 'Name: value']... [--source-ip IP]\n"
+            "                    [--cookie 'k=v']\n"
             "       ringlb version\n");
 }
 
@@ -296,6 +301,8 @@ int main(int argc, char **argv)
         return cmd_version();
     if (argc >= 2 && strcmp(argv[1], "check") == 0)
         return rlb_config_check_main(argc - 1, argv + 1);
+    if (argc >= 2 && strcmp(argv[1], "route") == 0)
+        return rlb_route_main(argc - 1, argv + 1);
 
     struct main_state ms;
     memset(&ms, 0, sizeof(ms));
