@@ -126,6 +126,8 @@ void rlb_conn_accept(struct rlb_worker *w, struct rlb_wlistener *wl, int fd)
     if (getpeername(fd, &c->peer.sa, &plen) != 0)
         memset(&c->peer, 0, sizeof(c->peer));
     rlb_stream_init(&c->st, w, &conn_ops, fd);
+    c->in = &c->st.in;
+    c->out = &c->st.out;
     c->wl = wl;
     wl->conns++;
     c->created_ms = c->active_ms = w->now_ms;
@@ -168,7 +170,7 @@ static void conn_close(struct rlb_conn *c, bool reset)
     if (c->st.flags & RLB_ST_CLOSED)
         return;
     rlb_log_debug("client connection closed: state %d, eof %d, %u bytes unsent", c->state,
-                  c->eof, c->st.out.bytes);
+                  c->eof, rlb_conn_pending(c));
     if (c->ex) {
         struct rlb_exchange *ex = c->ex;
         if (ex->u) {
@@ -196,7 +198,7 @@ void rlb_conn_close_idle(struct rlb_worker *w)
     struct rlb_conn *c = w->conns;
     while (c) {
         struct rlb_conn *next = c->next;
-        if (c->state == RLB_C_HEAD && c->st.in.bytes == 0 && !c->ex)
+        if (c->state == RLB_C_HEAD && c->in->bytes == 0 && !c->ex)
             conn_close(c, false);
         c = next;
     }
@@ -213,13 +215,13 @@ static void begin_shutdown(struct rlb_conn *c)
 {
     c->state = RLB_C_CLOSING;
     c->active_ms = c->st.w->now_ms;
-    if (c->st.out.bytes == 0 && !(c->st.flags & RLB_ST_SEND_BUSY)) {
+    if (rlb_conn_pending(c) == 0 && !(c->st.flags & RLB_ST_SEND_BUSY)) {
         if (c->eof) {
             conn_close(c, false);
             return;
         }
         shutdown(c->st.fd, SHUT_WR);
-        rlb_bq_clear(&c->st.w->segs, &c->st.in);
+        rlb_bq_clear(&c->st.w->segs, c->in);
         rlb_stream_want_recv(&c->st, true);
     }
     conn_arm_timer(c);
@@ -250,7 +252,7 @@ static uint64_t conn_deadline(const struct rlb_conn *c)
     case RLB_C_CLOSING:
         /* A slow reader gets the idle timeout for the rest of the response; after our FIN,
          * the client has RLB_LINGER_MS to close its side. */
-        if (c->st.out.bytes > 0)
+        if (rlb_conn_pending(c) > 0)
             return c->active_ms + listener_ms(c, 0);
         return c->active_ms + RLB_LINGER_MS;
     case RLB_C_TUNNEL: {
@@ -309,7 +311,7 @@ static int queue_block(struct rlb_conn *c, struct rlb_block *b, uint32_t len)
         rlb_block_unref(b);
         return -ENOMEM;
     }
-    rlb_bq_push(&c->st.out, seg);
+    rlb_bq_push(c->out, seg);
     return 0;
 }
 
@@ -334,7 +336,7 @@ static void respond_local(struct rlb_conn *c, int status, const char *ctype, con
     }
     if (close)
         c->close_after = true;
-    rlb_stream_send(&c->st);
+    rlb_conn_flush(c);
 }
 
 void rlb_conn_lb_error(struct rlb_conn *c, int status)
@@ -374,13 +376,13 @@ void rlb_conn_abort(struct rlb_conn *c)
 
 enum head_result { HEAD_MORE, HEAD_OK, HEAD_ERROR };
 
-/* Find a complete head at the start of c->st.in. On HEAD_OK, buf and len give the contiguous
+/* Find a complete head at the start of c->in-> On HEAD_OK, buf and len give the contiguous
  * head (in place, or copied into *copy which the caller frees). On HEAD_ERROR *status says
  * which error. */
 static enum head_result read_head(struct rlb_conn *c, const char **buf, uint32_t *len,
                                   struct rlb_block **copy, int *status)
 {
-    struct rlb_bq *in = &c->st.in;
+    struct rlb_bq *in = c->in;
     uint32_t found = 0, off = 0;
     for (struct rlb_seg *s = in->head; s && !found; s = s->next) {
         if (off + s->len > c->scan.scanned) {
@@ -622,14 +624,14 @@ static void forward(struct rlb_conn *c, const struct rlb_action *a, struct rlb_f
     c->state = RLB_C_EXCHANGE;
     /* Body bytes already here go along; small complete requests are kept for a retry. */
     if (!ex->req_done) {
-        while (c->st.in.bytes > 0 && !ex->req_done && req.bytes < RLB_RETRY_KEEP) {
-            struct rlb_seg *s = c->st.in.head;
+        while (c->in->bytes > 0 && !ex->req_done && req.bytes < RLB_RETRY_KEEP) {
+            struct rlb_seg *s = c->in->head;
             int err = llhttp_execute(&ex->req, s->data, s->len);
             if (err == HPE_OK) {
-                rlb_bq_move(&w->segs, &c->st.in, &req, s->len);
+                rlb_bq_move(&w->segs, c->in, &req, s->len);
             } else if (err == HPE_PAUSED && ex->reqctx.message_done) {
                 uint32_t used = (uint32_t)(llhttp_get_error_pos(&ex->req) - s->data);
-                rlb_bq_move(&w->segs, &c->st.in, &req, used);
+                rlb_bq_move(&w->segs, c->in, &req, used);
                 llhttp_resume(&ex->req);
                 ex->req_done = true;
             } else {
@@ -736,14 +738,14 @@ static void pump_request(struct rlb_conn *c)
     struct rlb_exchange *ex = c->ex;
     struct rlb_upconn *u = ex->u;
     bool moved = false;
-    while (!ex->req_done && c->st.in.bytes > 0 && u->st.out.bytes < RLB_HIGH_WATER) {
-        struct rlb_seg *s = c->st.in.head;
+    while (!ex->req_done && c->in->bytes > 0 && u->st.out.bytes < RLB_HIGH_WATER) {
+        struct rlb_seg *s = c->in->head;
         int err = llhttp_execute(&ex->req, s->data, s->len);
         if (err == HPE_OK) {
-            rlb_bq_move(&w->segs, &c->st.in, &u->st.out, s->len);
+            rlb_bq_move(&w->segs, c->in, &u->st.out, s->len);
         } else if (err == HPE_PAUSED && ex->reqctx.message_done) {
             uint32_t used = (uint32_t)(llhttp_get_error_pos(&ex->req) - s->data);
-            rlb_bq_move(&w->segs, &c->st.in, &u->st.out, used);
+            rlb_bq_move(&w->segs, c->in, &u->st.out, used);
             llhttp_resume(&ex->req);
             ex->req_done = true;
         } else {
@@ -766,19 +768,19 @@ static bool discard_request(struct rlb_conn *c)
 {
     struct rlb_worker *w = c->st.w;
     struct rlb_exchange *ex = c->ex;
-    while (!ex->req_done && c->st.in.bytes > 0) {
-        struct rlb_seg *s = c->st.in.head;
+    while (!ex->req_done && c->in->bytes > 0) {
+        struct rlb_seg *s = c->in->head;
         int err = llhttp_execute(&ex->req, s->data, s->len);
         if (err == HPE_OK) {
-            rlb_bq_consume(&w->segs, &c->st.in, s->len);
+            rlb_bq_consume(&w->segs, c->in, s->len);
         } else if (err == HPE_PAUSED && ex->reqctx.message_done) {
             uint32_t used = (uint32_t)(llhttp_get_error_pos(&ex->req) - s->data);
-            rlb_bq_consume(&w->segs, &c->st.in, used);
+            rlb_bq_consume(&w->segs, c->in, used);
             llhttp_resume(&ex->req);
             ex->req_done = true;
         } else {
             c->close_after = true;
-            rlb_bq_clear(&w->segs, &c->st.in);
+            rlb_bq_clear(&w->segs, c->in);
             ex->req_done = true;
         }
     }
@@ -793,7 +795,7 @@ static void conn_process(struct rlb_conn *c)
             return;
         switch (c->state) {
         case RLB_C_HEAD: {
-            if (c->st.in.bytes == 0) {
+            if (c->in->bytes == 0) {
                 if (c->eof || w->draining) {
                     conn_close(c, false);
                     return;
@@ -820,20 +822,20 @@ static void conn_process(struct rlb_conn *c)
                 return;
             }
             if (r == HEAD_ERROR) {
-                rlb_bq_clear(&w->segs, &c->st.in);
+                rlb_bq_clear(&w->segs, c->in);
                 rlb_conn_lb_error(c, status);
                 return;
             }
             /* Keep the head bytes out of the body path: detach them first when in place. */
             struct rlb_bq headq = {0};
             if (!copy) {
-                if (rlb_bq_move(&w->segs, &c->st.in, &headq, len) < 0) {
+                if (rlb_bq_move(&w->segs, c->in, &headq, len) < 0) {
                     conn_close(c, true);
                     return;
                 }
                 buf = headq.head->data;
             } else {
-                rlb_bq_consume(&w->segs, &c->st.in, len);
+                rlb_bq_consume(&w->segs, c->in, len);
             }
             memset(&c->scan, 0, sizeof(c->scan));
             handle_head(c, buf, len, copy);
@@ -850,7 +852,7 @@ static void conn_process(struct rlb_conn *c)
             /* Read on while the target can take more; between requests, read ahead a
              * little (pipelining) and notice the client closing. */
             if (c->ex->req_done)
-                rlb_stream_want_recv(&c->st, c->st.in.bytes < RLB_MAX_REQUEST_HEAD && !c->eof);
+                rlb_stream_want_recv(&c->st, c->in->bytes < RLB_MAX_REQUEST_HEAD && !c->eof);
             else
                 rlb_stream_want_recv(&c->st, c->ex->u && c->ex->u->st.out.bytes <
                                                              RLB_HIGH_WATER && !c->eof);
@@ -876,8 +878,8 @@ static void conn_process(struct rlb_conn *c)
                 conn_close(c, false);
                 return;
             }
-            if (c->st.in.bytes) {
-                rlb_bq_move(&w->segs, &c->st.in, &u->st.out, c->st.in.bytes);
+            if (c->in->bytes) {
+                rlb_bq_move(&w->segs, c->in, &u->st.out, c->in->bytes);
                 rlb_upstream_kick(u);
             }
             if (c->eof) {
@@ -888,8 +890,8 @@ static void conn_process(struct rlb_conn *c)
             return;
         }
         case RLB_C_CLOSING:
-            rlb_bq_clear(&w->segs, &c->st.in);
-            if (c->eof && c->st.out.bytes == 0) {
+            rlb_bq_clear(&w->segs, c->in);
+            if (c->eof && rlb_conn_pending(c) == 0) {
                 conn_close(c, false);
                 return;
             }
@@ -900,6 +902,8 @@ static void conn_process(struct rlb_conn *c)
 }
 
 void rlb_conn_resume(struct rlb_conn *c) { conn_process(c); }
+
+void rlb_conn_flush(struct rlb_conn *c) { rlb_stream_send(&c->st); }
 
 void rlb_conn_exchange_done(struct rlb_conn *c)
 {
@@ -939,11 +943,11 @@ static void conn_on_sent(struct rlb_stream *s, int res)
         return;
     }
     if (c->state == RLB_C_CLOSING) {
-        if (c->st.out.bytes == 0)
+        if (rlb_conn_pending(c) == 0)
             begin_shutdown(c);
         return;
     }
     if ((c->state == RLB_C_EXCHANGE || c->state == RLB_C_TUNNEL) && c->ex && c->ex->u &&
-        c->st.out.bytes < RLB_HIGH_WATER)
+        rlb_conn_pending(c) < RLB_HIGH_WATER)
         rlb_upstream_resume(c->ex->u);
 }

@@ -316,7 +316,7 @@ static void up_failed(struct rlb_upconn *u, int res)
         }
         if (ex->respctx.message_done) {
             ex->resp_done = true;
-            rlb_stream_send(&c->st);
+            rlb_conn_flush(c);
             rlb_conn_exchange_done(c);
             return;
         }
@@ -441,7 +441,7 @@ static int relay_head(struct rlb_upconn *u)
             uint32_t n = b ? rlb_http1_write_response(b->data, cap, h, 0, NULL) : 0;
             struct rlb_seg *seg = n ? rlb_seg_from_block(&w->segs, b, b->data, n) : NULL;
             if (seg)
-                rlb_bq_push(&c->st.out, seg);
+                rlb_bq_push(c->out, seg);
             else if (b)
                 rlb_block_unref(b);
         }
@@ -497,7 +497,7 @@ static int relay_head(struct rlb_upconn *u)
         ret = -1;
         goto out;
     }
-    rlb_bq_push(&c->st.out, seg);
+    rlb_bq_push(c->out, seg);
     ex->resp_head_done = true;
     if (tunnel) {
         ex->resp_done = true;
@@ -518,7 +518,7 @@ static int pump_response(struct rlb_upconn *u)
     struct rlb_worker *w = u->st.w;
     struct rlb_exchange *ex = u->ex;
     struct rlb_conn *c = ex->c;
-    while (!ex->resp_done && u->st.in.bytes > 0 && c->st.out.bytes < RLB_HIGH_WATER) {
+    while (!ex->resp_done && u->st.in.bytes > 0 && rlb_conn_pending(c) < RLB_HIGH_WATER) {
         struct rlb_seg *s = u->st.in.head;
         ex->respctx.n_spans = 0;
         int err = llhttp_execute(&ex->resp, s->data, s->len);
@@ -543,11 +543,11 @@ static int pump_response(struct rlb_upconn *u)
                     return -1;
                 }
                 part->data = (char *)ex->respctx.spans[i].p;
-                rlb_bq_push(&c->st.out, part);
+                rlb_bq_push(c->out, part);
             }
             rlb_bq_consume(&w->segs, &u->st.in, used);
         } else {
-            rlb_bq_move(&w->segs, &u->st.in, &c->st.out, used);
+            rlb_bq_move(&w->segs, &u->st.in, c->out, used);
         }
     }
     if (ex->resp_done && u->st.in.bytes > 0)
@@ -562,10 +562,10 @@ static void up_process(struct rlb_upconn *u)
     struct rlb_conn *c = ex->c;
     if (c->state == RLB_C_TUNNEL) {
         if (u->st.in.bytes) {
-            rlb_bq_move(&w->segs, &u->st.in, &c->st.out, u->st.in.bytes);
-            rlb_stream_send(&c->st);
+            rlb_bq_move(&w->segs, &u->st.in, c->out, u->st.in.bytes);
+            rlb_conn_flush(c);
         }
-        rlb_stream_want_recv(&u->st, c->st.out.bytes < RLB_HIGH_WATER);
+        rlb_stream_want_recv(&u->st, rlb_conn_pending(c) < RLB_HIGH_WATER);
         return;
     }
     while (!ex->resp_head_done && u->st.in.bytes > 0) {
@@ -576,7 +576,7 @@ static void up_process(struct rlb_upconn *u)
             break;
     }
     if (c->state == RLB_C_TUNNEL) {
-        rlb_stream_send(&c->st);
+        rlb_conn_flush(c);
         rlb_conn_resume(c);
         if (c->ex == ex && ex->u == u)
             up_process(u);
@@ -584,10 +584,10 @@ static void up_process(struct rlb_upconn *u)
     }
     if (ex->resp_head_done && !ex->resp_done && pump_response(u) < 0)
         return;
-    rlb_stream_send(&c->st);
+    rlb_conn_flush(c);
     if (ex->resp_done) {
         rlb_conn_exchange_done(c);
         return;
     }
-    rlb_stream_want_recv(&u->st, c->st.out.bytes < RLB_HIGH_WATER);
+    rlb_stream_want_recv(&u->st, rlb_conn_pending(c) < RLB_HIGH_WATER);
 }

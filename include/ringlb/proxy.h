@@ -43,6 +43,8 @@ enum rlb_conn_state {
 /* A client connection. Owner: its worker; freed when its stream is freed. */
 struct rlb_conn {
     struct rlb_stream st;          /* first member: a stream pointer is a conn pointer */
+    struct rlb_bq *in;             /* plaintext input: &st.in, or the TLS layer's output */
+    struct rlb_bq *out;            /* plaintext output: &st.out, or the TLS layer's input */
     struct rlb_conn *next, *prev;  /* worker's connection list */
     struct rlb_wlistener *wl;      /* the listen socket it came from */
     struct rlb_timer timer;
@@ -117,6 +119,15 @@ void rlb_conn_close_idle(struct rlb_worker *w);
 
 /* Close every client connection at once (stop now / drain deadline). Worker. */
 void rlb_conn_close_all(struct rlb_worker *w);
+
+/* Bytes queued towards the client and not yet sent (plaintext and encrypted). */
+static inline uint32_t rlb_conn_pending(const struct rlb_conn *c)
+{
+    return c->st.out.bytes + (c->out != &c->st.out ? c->out->bytes : 0);
+}
+
+/* Send what is queued in c->out (encrypting it first on TLS connections). */
+void rlb_conn_flush(struct rlb_conn *c);
 
 /* Client side hooks used by upstream.c. */
 void rlb_conn_resume(struct rlb_conn *c);            /* re-run the client state machine */
