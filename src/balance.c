@@ -53,31 +53,82 @@ static bool skipped(uint32_t slot, const uint32_t *skip, unsigned n_skip)
     return false;
 }
 
+/* Is t a candidate: routable (or, failing open, registered and not draining)? */
+static bool candidate(const struct rlb_target *t, bool open, const uint32_t *skip,
+                      unsigned n_skip)
+{
+    if (skipped(t->slot, skip, n_skip))
+        return false;
+    if (!open)
+        return rlb_target_routable(t);
+    int s = atomic_load_explicit(&t->state, memory_order_relaxed);
+    return s != RLB_TARGET_DRAINING && s != RLB_TARGET_UNUSED;
+}
+
 struct rlb_target *rlb_balance_target(struct rlb_group *g, unsigned worker,
-                                      const uint32_t *skip, unsigned n_skip, bool *fail_open)
+                                      const uint32_t *skip, unsigned n_skip, bool *fail_open,
+                                      uint64_t rnd)
 {
     size_t n = g->n_targets;
     *fail_open = false;
     if (n == 0)
         return NULL;
     struct rlb_balance_slot *slot = &g->slots[worker];
-    uint64_t start = slot->rr;
-    for (size_t k = 0; k < n; k++) {
-        struct rlb_target *t = g->targets[(start + k) % n];
-        if (rlb_target_routable(t) && !skipped(t->slot, skip, n_skip)) {
-            slot->rr = start + k + 1;
-            return t;
+    for (int pass = 0; pass < 2; pass++) {
+        bool open = pass == 1;
+        uint64_t start = slot->rr;
+        struct rlb_target *best = NULL;
+        size_t best_k = 0;
+        switch (g->cfg->algorithm) {
+        case RLB_ALG_LEAST_OUTSTANDING: {
+            /* Fewest requests in flight across every worker; ties go to the first one after
+             * this worker's cursor, which rotates. */
+            int32_t least = INT32_MAX;
+            for (size_t k = 0; k < n; k++) {
+                struct rlb_target *t = g->targets[(start + k) % n];
+                if (!candidate(t, open, skip, n_skip))
+                    continue;
+                int32_t f = atomic_load_explicit(&t->inflight, memory_order_relaxed);
+                if (f < least) {
+                    least = f;
+                    best = t;
+                    best_k = k;
+                }
+            }
+            break;
         }
-    }
-    /* Fail open: no routable target; use every registered, non-draining one. */
-    for (size_t k = 0; k < n; k++) {
-        struct rlb_target *t = g->targets[(start + k) % n];
-        int s = atomic_load_explicit(&t->state, memory_order_relaxed);
-        if (s != RLB_TARGET_DRAINING && s != RLB_TARGET_UNUSED &&
-            !skipped(t->slot, skip, n_skip)) {
-            slot->rr = start + k + 1;
-            *fail_open = !group_has(g, true);
-            return t;
+        case RLB_ALG_WEIGHTED_RANDOM: {
+            /* Uniform over the candidates: reservoir sampling in one pass. */
+            size_t seen = 0;
+            uint64_t r = rnd;
+            for (size_t k = 0; k < n; k++) {
+                struct rlb_target *t = g->targets[k];
+                if (!candidate(t, open, skip, n_skip))
+                    continue;
+                seen++;
+                r = r * 6364136223846793005ull + 1442695040888963407ull;
+                if ((r >> 33) % seen == 0) {
+                    best = t;
+                    best_k = (k + n - start % n) % n;
+                }
+            }
+            break;
+        }
+        default: /* round robin */
+            for (size_t k = 0; k < n; k++) {
+                struct rlb_target *t = g->targets[(start + k) % n];
+                if (candidate(t, open, skip, n_skip)) {
+                    best = t;
+                    best_k = k;
+                    break;
+                }
+            }
+            break;
+        }
+        if (best) {
+            slot->rr = start + best_k + 1;
+            *fail_open = open && !group_has(g, true);
+            return best;
         }
     }
     return NULL;

@@ -588,7 +588,8 @@ static void forward(struct rlb_conn *c, const struct rlb_action *a, struct rlb_f
             ex->sticky_duration_s = 1;
     }
     bool fail_open = false;
-    struct rlb_target *t = g ? rlb_balance_target(g, w->id, NULL, 0, &fail_open) : NULL;
+    struct rlb_target *t =
+        g ? rlb_balance_target(g, w->id, NULL, 0, &fail_open, rlb_worker_rand(w)) : NULL;
     if (!t) {
         rlb_conn_lb_error(c, 503);
         return;

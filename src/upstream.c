@@ -282,7 +282,8 @@ static void up_on_connect(struct rlb_stream *s, int res)
         ex->tried_slots[ex->n_tried++] = u->target->slot;
         bool fail_open;
         struct rlb_target *t = rlb_balance_target(ex->group, s->w->id, ex->tried_slots,
-                                                  ex->n_tried, &fail_open);
+                                                  ex->n_tried, &fail_open,
+                                                  rlb_worker_rand(s->w));
         if (t && try_again(u, t))
             return;
     }
