@@ -3,6 +3,8 @@
  * Per connection: recv into a growing buffer until a complete head (and body, by
  * Content-Length) is there, answer, and keep the connection for the next request. Requests
  * over 1 MiB get 413; malformed ones 400. Everything runs on the main thread.
+ *
+ * JSON answers are built with json.h (libfyaml documents emitted in JSON mode).
  */
 #include "ringlb/admin.h"
 
@@ -14,8 +16,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "ringlb/health.h"
 #include "ringlb/http1.h"
+#include "ringlb/json.h"
 #include "ringlb/log.h"
+#include "ringlb/snapshot.h"
 
 #define ADMIN_MAX_REQUEST (1024u * 1024u + 65536u)
 
@@ -121,10 +126,12 @@ static void arm_recv(struct io_uring *ring, struct admin_conn *c)
     c->pending++;
 }
 
+/* Queue a response; `extra` (NULL or "Name: value\r\n"...) is added to the head. */
 static void send_response(struct io_uring *ring, struct admin_conn *c, int status,
-                          const char *ctype, const char *body, size_t body_len, bool close)
+                          const char *ctype, const char *body, size_t body_len, bool close,
+                          const char *extra)
 {
-    size_t cap = 512 + body_len;
+    size_t cap = 512 + (extra ? strlen(extra) : 0) + body_len;
     free(c->out);
     c->out = malloc(cap);
     if (!c->out) {
@@ -133,8 +140,8 @@ static void send_response(struct io_uring *ring, struct admin_conn *c, int statu
     }
     int n = snprintf(c->out, cap,
                      "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-                     "Cache-Control: no-store\r\nConnection: %s\r\n\r\n",
-                     status, rlb_http1_reason(status), ctype, body_len,
+                     "Cache-Control: no-store\r\n%sConnection: %s\r\n\r\n",
+                     status, rlb_http1_reason(status), ctype, body_len, extra ? extra : "",
                      close ? "close" : "keep-alive");
     memcpy(c->out + n, body, body_len);
     c->out_len = (uint32_t)(n + (int)body_len);
@@ -146,12 +153,212 @@ static void send_response(struct io_uring *ring, struct admin_conn *c, int statu
     c->pending++;
 }
 
+/* --- JSON answers (json.h: libfyaml documents) --------------------------------------------- */
+
+/* A JSON answer being built; `ok` turns false at the first failure (out of memory). */
+struct jdoc {
+    struct rlb_json j;
+    bool ok;
+};
+
+static struct fy_node *jcheck(struct jdoc *d, struct fy_node *n)
+{
+    if (!n)
+        d->ok = false;
+    return n;
+}
+
+static void jset(struct jdoc *d, struct fy_node *obj, const char *key, struct fy_node *v)
+{
+    if (!obj || rlb_json_set(&d->j, obj, key, v) < 0)
+        d->ok = false;
+}
+
+static void jpush(struct jdoc *d, struct fy_node *arr, struct fy_node *v)
+{
+    if (!arr || rlb_json_push(arr, v) < 0)
+        d->ok = false;
+}
+
+static struct fy_node *jstr(struct jdoc *d, const char *s)
+{
+    return jcheck(d, rlb_json_str(&d->j, s));
+}
+
+static struct fy_node *jint(struct jdoc *d, int64_t v) { return jcheck(d, rlb_json_int(&d->j, v)); }
+
+static bool jdoc_init(struct jdoc *d)
+{
+    d->ok = rlb_json_init(&d->j) == 0;
+    return d->ok;
+}
+
+/* Emit `root` as one-line JSON and send it (the document is freed); 500 when it could not be
+ * built. */
+static void send_json(struct io_uring *ring, struct admin_conn *c, int status, struct jdoc *d,
+                      struct fy_node *root, bool close, const char *extra)
+{
+    char *text = d->ok && root ? rlb_json_emit(&d->j, root, false) : NULL;
+    rlb_json_free(&d->j);
+    if (!text) {
+        static const char oom[] = "{\"error\":\"out of memory\"}\n";
+        send_response(ring, c, 500, "application/json", oom, sizeof(oom) - 1, true, NULL);
+        return;
+    }
+    send_response(ring, c, status, "application/json", text, strlen(text), close, extra);
+    free(text);
+}
+
+static void send_json_error_ex(struct io_uring *ring, struct admin_conn *c, int status,
+                               const char *msg, bool close, const char *extra)
+{
+    struct jdoc d;
+    if (!jdoc_init(&d)) {
+        send_response(ring, c, status, "application/json", "{}\n", 3, true, extra);
+        return;
+    }
+    struct fy_node *root = jcheck(&d, rlb_json_obj(&d.j));
+    jset(&d, root, "error", jstr(&d, msg));
+    send_json(ring, c, status, &d, root, close, extra);
+}
+
 static void send_json_error(struct io_uring *ring, struct admin_conn *c, int status,
                             const char *msg, bool close)
 {
-    char body[256];
-    int n = snprintf(body, sizeof(body), "{\"error\":\"%s\"}\n", msg);
-    send_response(ring, c, status, "application/json", body, (size_t)n, close);
+    send_json_error_ex(ring, c, status, msg, close, NULL);
+}
+
+/* --- GET /api/v1/target-groups ------------------------------------------------------------- */
+
+static const char *algorithm_name(enum rlb_algorithm a)
+{
+    switch (a) {
+    case RLB_ALG_LEAST_OUTSTANDING:
+        return "least_outstanding_requests";
+    case RLB_ALG_WEIGHTED_RANDOM:
+        return "weighted_random";
+    default:
+        return "round_robin";
+    }
+}
+
+/* The ALB's description text for a target's reason ("" when none). */
+static void describe(const struct rlb_target *t, int reason, char *out, size_t n)
+{
+    out[0] = '\0';
+    switch (reason) {
+    case RLB_REASON_INITIAL_HEALTH_CHECKING:
+        snprintf(out, n, "Initial health checks in progress");
+        break;
+    case RLB_REASON_RESPONSE_CODE_MISMATCH: {
+        int code = rlb_health_last_code(t);
+        if (code)
+            snprintf(out, n, "Health checks failed with these codes: [%d]", code);
+        else
+            snprintf(out, n, "Health checks failed");
+        break;
+    }
+    case RLB_REASON_TIMEOUT:
+        snprintf(out, n, "Request timed out");
+        break;
+    case RLB_REASON_FAILED_HEALTH_CHECKS:
+        snprintf(out, n, "Health checks failed");
+        break;
+    case RLB_REASON_DEREGISTRATION_IN_PROGRESS:
+        snprintf(out, n, "Target deregistration is in progress");
+        break;
+    case RLB_REASON_HEALTH_CHECK_DISABLED:
+        snprintf(out, n, "Health checks are disabled");
+        break;
+    case RLB_REASON_NOT_REGISTERED:
+        snprintf(out, n, "Target is not registered to the target group");
+        break;
+    default:
+        break;
+    }
+}
+
+static struct fy_node *target_json(struct jdoc *d, const struct rlb_target *t)
+{
+    struct fy_node *m = jcheck(d, rlb_json_obj(&d->j));
+    char ip[64], desc[128];
+    rlb_sockaddr_ip(&t->addr, ip, sizeof(ip));
+    int state = atomic_load_explicit(&t->state, memory_order_acquire);
+    int reason = atomic_load_explicit(&t->reason, memory_order_relaxed);
+    int32_t inflight = atomic_load_explicit(&t->inflight, memory_order_relaxed);
+    const char *rname = rlb_target_reason_name(reason);
+    describe(t, reason, desc, sizeof(desc));
+    jset(d, m, "id", jstr(d, ip));
+    jset(d, m, "port", jint(d, rlb_sockaddr_port(&t->addr)));
+    jset(d, m, "state", jstr(d, rlb_target_state_name(state)));
+    jset(d, m, "reason", rname ? jstr(d, rname) : jcheck(d, rlb_json_null(&d->j)));
+    jset(d, m, "description", desc[0] ? jstr(d, desc) : jcheck(d, rlb_json_null(&d->j)));
+    jset(d, m, "in_flight", jint(d, inflight > 0 ? inflight : 0));
+    return m;
+}
+
+static struct fy_node *group_json(struct jdoc *d, const struct rlb_group *g)
+{
+    const struct rlb_target_group_cfg *gc = g->cfg;
+    const struct rlb_health_check_cfg *hc = &gc->health_check;
+    struct fy_node *m = jcheck(d, rlb_json_obj(&d->j));
+    jset(d, m, "name", jstr(d, gc->name));
+    jset(d, m, "protocol", jstr(d, gc->protocol == RLB_PROTO_HTTPS ? "HTTPS" : "HTTP"));
+    jset(d, m, "port", jint(d, gc->port));
+    jset(d, m, "algorithm", jstr(d, algorithm_name(gc->algorithm)));
+    jset(d, m, "deregistration_delay_ms", jint(d, (int64_t)gc->deregistration_delay_ms));
+    jset(d, m, "slow_start_ms", jint(d, (int64_t)gc->slow_start_ms));
+    struct fy_node *h = jcheck(d, rlb_json_obj(&d->j));
+    jset(d, h, "enabled", jcheck(d, rlb_json_bool(&d->j, hc->enabled)));
+    jset(d, h, "protocol", jstr(d, "HTTP"));
+    jset(d, h, "path", jstr(d, hc->path));
+    jset(d, h, "port", hc->port ? jint(d, hc->port) : jstr(d, "traffic-port"));
+    jset(d, h, "interval_ms", jint(d, (int64_t)hc->interval_ms));
+    jset(d, h, "timeout_ms", jint(d, (int64_t)hc->timeout_ms));
+    jset(d, h, "healthy_threshold", jint(d, hc->healthy_threshold));
+    jset(d, h, "unhealthy_threshold", jint(d, hc->unhealthy_threshold));
+    jset(d, h, "matcher", jstr(d, hc->matcher));
+    jset(d, m, "health_check", h);
+    struct fy_node *ts = jcheck(d, rlb_json_arr(&d->j));
+    for (size_t i = 0; i < g->n_targets; i++)
+        jpush(d, ts, target_json(d, g->targets[i]));
+    jset(d, m, "targets", ts);
+    return m;
+}
+
+/* GET /api/v1/target-groups (name == NULL) or /api/v1/target-groups/{name}. */
+static void get_target_groups(struct io_uring *ring, struct admin_conn *c, const char *name,
+                              bool close)
+{
+    const struct rlb_snapshot *s = rlb_snapshot_current();
+    const struct rlb_group *one = NULL;
+    if (name) {
+        for (size_t g = 0; s && g < s->cfg->n_target_groups; g++)
+            if (strcmp(s->groups[g].cfg->name, name) == 0)
+                one = &s->groups[g];
+        if (!one) {
+            char msg[128];
+            snprintf(msg, sizeof(msg), "target group %.64s not found", name);
+            send_json_error(ring, c, 404, msg, close);
+            return;
+        }
+    }
+    struct jdoc d;
+    if (!jdoc_init(&d)) {
+        send_json_error(ring, c, 500, "out of memory", true);
+        return;
+    }
+    struct fy_node *root;
+    if (one) {
+        root = group_json(&d, one);
+    } else {
+        root = jcheck(&d, rlb_json_obj(&d.j));
+        struct fy_node *arr = jcheck(&d, rlb_json_arr(&d.j));
+        for (size_t g = 0; s && g < s->cfg->n_target_groups; g++)
+            jpush(&d, arr, group_json(&d, &s->groups[g]));
+        jset(&d, root, "target_groups", arr);
+    }
+    send_json(ring, c, 200, &d, root, close, NULL);
 }
 
 /* Route one complete request. */
@@ -161,12 +368,39 @@ static void handle(struct io_uring *ring, struct admin_conn *c, const char *meth
     const char *q = memchr(url, '?', ulen);
     size_t plen = q ? (size_t)(q - url) : ulen;
     bool get = mlen == 3 && memcmp(method, "GET", 3) == 0;
+    static const char tg_prefix[] = "/api/v1/target-groups";
+    const size_t tg_len = sizeof(tg_prefix) - 1;
     if (plen == 8 && memcmp(url, "/healthz", 8) == 0) {
         if (!get) {
-            send_json_error(ring, c, 405, "method not allowed", !keep_alive);
+            send_json_error_ex(ring, c, 405, "method not allowed", !keep_alive,
+                               "Allow: GET\r\n");
             return;
         }
-        send_response(ring, c, 200, "text/plain", "ok\n", 3, !keep_alive);
+        send_response(ring, c, 200, "text/plain", "ok\n", 3, !keep_alive, NULL);
+        return;
+    }
+    if (plen >= tg_len && memcmp(url, tg_prefix, tg_len) == 0 &&
+        (plen == tg_len || url[tg_len] == '/')) {
+        /* /api/v1/target-groups or /api/v1/target-groups/{tg} */
+        const char *rest = url + tg_len;
+        size_t rlen = plen - tg_len;
+        char name[128];
+        name[0] = '\0';
+        if (rlen > 0) {
+            if (rlen < 2 || rlen - 1 >= sizeof(name) || memchr(rest + 1, '/', rlen - 1) ||
+                memchr(rest + 1, '\0', rlen - 1)) {
+                send_json_error(ring, c, 404, "not found", !keep_alive);
+                return;
+            }
+            memcpy(name, rest + 1, rlen - 1);
+            name[rlen - 1] = '\0';
+        }
+        if (!get) {
+            send_json_error_ex(ring, c, 405, "method not allowed", !keep_alive,
+                               "Allow: GET\r\n");
+            return;
+        }
+        get_target_groups(ring, c, name[0] ? name : NULL, !keep_alive);
         return;
     }
     send_json_error(ring, c, 404, "not found", !keep_alive);

@@ -6,7 +6,9 @@
  *
  * The main thread loads the configuration, starts the workers, then runs its own ring: signals
  * arrive through a signalfd (SIGHUP reload, SIGTERM/SIGINT graceful drain, SIGQUIT immediate
- * exit, SIGUSR1 log reopen) and the admin API is served from the same ring.
+ * exit, SIGUSR1 log reopen), the admin API is served and the active health checks run from the
+ * same ring. A timer wheel of the main thread (health-check intervals, draining deadlines) is
+ * run after each batch of completions; the ring wait is bounded by its next deadline.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -29,9 +31,12 @@
 #include "ringlb/action.h"
 #include "ringlb/admin.h"
 #include "ringlb/config.h"
+#include "ringlb/health.h"
 #include "ringlb/http1.h"
 #include "ringlb/log.h"
 #include "ringlb/snapshot.h"
+#include "ringlb/targets.h"
+#include "ringlb/timer.h"
 #include "ringlb/worker.h"
 
 int rlb_route_main(int argc, char **argv);
@@ -94,14 +99,20 @@ static int drop_privileges(const char *user)
     return 0;
 }
 
+/* The main thread's state. Owner: main(); main thread only. */
 struct main_state {
     const char *config_path;
     unsigned threads;
-    uint64_t generation;
     struct io_uring ring;
     int sfd;
     struct signalfd_siginfo si;
+    uint64_t shutdown_ms;       /* shutdown_timeout of the configuration started with */
+    bool stopping;              /* draining after SIGTERM/SIGINT */
+    uint64_t stop_deadline;     /* when draining gives up */
 };
+
+/* Timers of the main thread (health checks, draining deadlines). */
+static struct rlb_timer_wheel main_timers;
 
 static void arm_signal(struct main_state *ms)
 {
@@ -128,17 +139,59 @@ static int reload(struct main_state *ms)
         return -EINVAL;
     }
     rlb_config_errors_free(&errs);
-    struct rlb_snapshot *s = rlb_snapshot_build(cfg, rlb_snapshot_current(), rlb_workers_count(),
-                                                ms->generation + 1);
+    struct rlb_snapshot *cur = rlb_snapshot_current();
+    uint64_t gen = cur->generation + 1;
+    struct rlb_snapshot *s = rlb_snapshot_build(cfg, cur, rlb_workers_count(), gen);
     if (!s) {
-        rlb_log_error("reload: out of memory; the running configuration stays");
+        rlb_log_error("reload rejected (%s); the running configuration stays",
+                      rlb_snapshot_last_error());
         return -ENOMEM;
     }
-    ms->generation++;
-    rlb_snapshot_set_current(s);
-    rlb_workers_publish(s);
-    rlb_log_info("configuration reloaded (generation %llu)",
-                 (unsigned long long)ms->generation);
+    rlb_targets_publish(s); /* workers, health checker; runtime registrations kept */
+    rlb_log_info("configuration reloaded (generation %llu)", (unsigned long long)gen);
+    return 0;
+}
+
+/* Handle one completion of the main ring. Returns -1 when the process must exit now
+ * (SIGQUIT), else 0. */
+static int dispatch(struct main_state *ms, uint64_t ud, int res)
+{
+    enum rlb_main_op op = (enum rlb_main_op)(ud & 7);
+    void *ptr = (void *)(uintptr_t)(ud & ~(uint64_t)7);
+    if (op == RLB_MAIN_SIGNAL) {
+        if (res == (int)sizeof(ms->si)) {
+            switch (ms->si.ssi_signo) {
+            case SIGHUP:
+                reload(ms);
+                break;
+            case SIGTERM:
+            case SIGINT:
+                if (!ms->stopping) {
+                    rlb_log_info("draining (shutdown_timeout %llums)",
+                                 (unsigned long long)ms->shutdown_ms);
+                    ms->stopping = true;
+                    ms->stop_deadline = rlb_now_ms() + ms->shutdown_ms + 1000;
+                    rlb_admin_stop(&ms->ring);
+                    rlb_health_stop();
+                    rlb_workers_stop(true);
+                }
+                break;
+            case SIGQUIT:
+                rlb_log_info("SIGQUIT: exiting now");
+                rlb_workers_stop(false);
+                rlb_workers_join(2000);
+                ms->stopping = true;
+                return -1;
+            default:
+                break;
+            }
+        }
+        arm_signal(ms);
+    } else if (op >= RLB_MAIN_ADMIN_ACCEPT && op <= RLB_MAIN_ADMIN_SEND) {
+        rlb_admin_complete(&ms->ring, op, ptr, res);
+    } else if (op == RLB_MAIN_HEALTH) {
+        rlb_health_complete(ptr, res);
+    }
     return 0;
 }
 
@@ -153,7 +206,7 @@ static int run(struct main_state *ms)
     }
     rlb_config_errors_free(&errs);
     unsigned n = resolve_threads(ms->threads, cfg);
-    uint64_t shutdown_ms = cfg->shutdown_timeout_ms;
+    ms->shutdown_ms = cfg->shutdown_timeout_ms;
 
     sigset_t mask;
     sigemptyset(&mask);
@@ -181,10 +234,11 @@ static int run(struct main_state *ms)
 
     struct rlb_snapshot *snap = rlb_snapshot_build(cfg, NULL, n, 1);
     if (!snap) {
-        rlb_log_error("out of memory");
-        return 1;
+        const char *why = rlb_snapshot_last_error();
+        rlb_log_error("%s", why);
+        /* An unloadable certificate is a configuration error; anything else is runtime. */
+        return strncmp(why, "listener ", 9) == 0 ? 2 : 1;
     }
-    ms->generation = 1;
     rlb_snapshot_set_current(snap);
     int ret = rlb_workers_start(n, snap);
     if (ret < 0) {
@@ -217,80 +271,60 @@ static int run(struct main_state *ms)
         rlb_snapshot_set_current(NULL);
         return 1;
     }
+    rlb_timer_wheel_init(&main_timers, rlb_now_ms());
+    rlb_targets_init(&main_timers);
+    rlb_health_init(&ms->ring, &main_timers);
+    rlb_health_sync(snap);
     rlb_log_info("ringlb %s running with %u worker thread(s)", RINGLB_VERSION, n);
     arm_signal(ms);
 
     int exit_code = 0;
-    bool stopping = false;
-    uint64_t stop_deadline = 0;
     for (;;) {
-        if (stopping) {
+        if (ms->stopping) {
             /* Workers drain on their own; wait for them in small steps so SIGQUIT still
              * works. */
             if (rlb_workers_join(100))
                 break;
-            if (rlb_now_ms() >= stop_deadline) {
+            if (rlb_now_ms() >= ms->stop_deadline) {
                 rlb_workers_stop(false);
                 rlb_workers_join(5000);
                 break;
             }
         }
         io_uring_submit(&ms->ring);
-        struct io_uring_cqe *cqe;
-        struct __kernel_timespec ts = {.tv_sec = 0, .tv_nsec = 100 * 1000000};
+        struct io_uring_cqe *cqe = NULL;
+        uint64_t wait_ms = rlb_timer_wheel_next_ms(&main_timers, 100);
+        struct __kernel_timespec ts = {.tv_sec = (long long)(wait_ms / 1000),
+                                       .tv_nsec = (long long)(wait_ms % 1000) * 1000000};
         ret = io_uring_wait_cqe_timeout(&ms->ring, &cqe, &ts);
-        if (ret == -ETIME || ret == -EINTR)
-            continue;
-        if (ret < 0) {
+        if (ret < 0 && ret != -ETIME && ret != -EINTR) {
             rlb_log_error("main loop: %s", strerror(-ret));
             exit_code = 1;
             break;
         }
-        uint64_t ud = io_uring_cqe_get_data64(cqe);
-        int res = cqe->res;
-        io_uring_cqe_seen(&ms->ring, cqe);
-        enum rlb_main_op op = (enum rlb_main_op)(ud & 7);
-        void *ptr = (void *)(uintptr_t)(ud & ~(uint64_t)7);
-        if (op == RLB_MAIN_SIGNAL) {
-            if (res == (int)sizeof(ms->si)) {
-                switch (ms->si.ssi_signo) {
-                case SIGHUP:
-                    reload(ms);
-                    break;
-                case SIGTERM:
-                case SIGINT:
-                    if (!stopping) {
-                        rlb_log_info("draining (shutdown_timeout %llums)",
-                                     (unsigned long long)shutdown_ms);
-                        stopping = true;
-                        stop_deadline = rlb_now_ms() + shutdown_ms + 1000;
-                        rlb_admin_stop(&ms->ring);
-                        rlb_workers_stop(true);
-                    }
-                    break;
-                case SIGQUIT:
-                    rlb_log_info("SIGQUIT: exiting now");
-                    rlb_workers_stop(false);
-                    rlb_workers_join(2000);
-                    stopping = true;
-                    goto out;
-                case SIGUSR1:
-                    break;
-                default:
-                    break;
-                }
-            }
-            arm_signal(ms);
-        } else if (op >= RLB_MAIN_ADMIN_ACCEPT && op <= RLB_MAIN_ADMIN_SEND) {
-            rlb_admin_complete(&ms->ring, op, ptr, res);
+        if (ret < 0)
+            cqe = NULL;
+        /* Handle every completion that is there, then the timers that are due. */
+        while (cqe) {
+            uint64_t ud = io_uring_cqe_get_data64(cqe);
+            int res = cqe->res;
+            io_uring_cqe_seen(&ms->ring, cqe);
+            if (dispatch(ms, ud, res) < 0)
+                goto out;
+            if (io_uring_peek_cqe(&ms->ring, &cqe) != 0)
+                cqe = NULL;
         }
+        rlb_timer_wheel_run(&main_timers, rlb_now_ms());
     }
 out:
     rlb_admin_stop(&ms->ring);
+    rlb_health_stop();
     io_uring_queue_exit(&ms->ring);
     rlb_admin_destroy();
+    rlb_health_destroy();
     close(ms->sfd);
     rlb_snapshot_set_current(NULL);
+    rlb_targets_destroy();
     rlb_log_info("stopped");
     return exit_code;
 }

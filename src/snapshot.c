@@ -1,14 +1,19 @@
 /* snapshot.c — build, share and free runtime snapshots and the targets they share.
  *
- * Targets are interned in a registry (main thread) keyed by group name and address, so that a
- * reload keeps target objects (and their health and pooled connections) that did not change.
+ * Target membership is resolved by targets.c (rlb_targets_resolve): a target object is reused
+ * from the previous snapshot when its group name and address are the same, so that a reload
+ * keeps target objects (and their health and pooled connections) that did not change. The
+ * parsed configuration is owned by a small refcounted share, so that a runtime registration
+ * change can rebuild the snapshot around the same configuration.
  * Target slot ids come from a free list guarded by a mutex: slots are taken when a target is
  * created (main thread) and given back when its last reference goes (possibly on a worker, at
  * the end of an old snapshot's last request) — never on the request path.
  */
 #include "ringlb/snapshot.h"
 
+#include "ringlb/metrics.h"
 #include "ringlb/router.h"
+#include "ringlb/tls.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -18,7 +23,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ringlb/targets.h"
+#include "ringlb/worker.h"
+
 static struct rlb_snapshot *current_snapshot;
+static char last_error[600];
 
 static pthread_mutex_t slot_lock = PTHREAD_MUTEX_INITIALIZER;
 static uint32_t *free_slots;
@@ -56,6 +65,23 @@ static void slot_give(uint32_t slot)
 
 uint32_t rlb_target_slot_limit(void) { return atomic_load(&slot_limit); }
 
+const char *rlb_target_reason_name(int reason)
+{
+    static const char *const names[] = {
+        NULL,
+        "Elb.InitialHealthChecking",
+        "Target.ResponseCodeMismatch",
+        "Target.Timeout",
+        "Target.FailedHealthChecks",
+        "Target.DeregistrationInProgress",
+        "Target.HealthCheckDisabled",
+        "Target.NotRegistered",
+    };
+    if (reason <= 0 || reason > RLB_REASON_NOT_REGISTERED)
+        return NULL;
+    return names[reason];
+}
+
 const char *rlb_target_state_name(int state)
 {
     static const char *const names[] = {"initial", "healthy", "unhealthy",
@@ -74,51 +100,40 @@ void rlb_target_unref(struct rlb_target *t)
     free(t);
 }
 
-static void format_addr(const struct rlb_sockaddr *a, char *out, size_t n)
+void rlb_sockaddr_ip(const struct rlb_sockaddr *a, char *out, size_t n)
 {
-    char ip[INET6_ADDRSTRLEN] = "?";
-    uint16_t port = 0;
-    if (a->ss.ss_family == AF_INET) {
-        const struct sockaddr_in *s4 = (const struct sockaddr_in *)&a->ss;
-        inet_ntop(AF_INET, &s4->sin_addr, ip, sizeof(ip));
-        port = ntohs(s4->sin_port);
-        snprintf(out, n, "%s:%u", ip, port);
-    } else {
-        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)&a->ss;
-        inet_ntop(AF_INET6, &s6->sin6_addr, ip, sizeof(ip));
-        port = ntohs(s6->sin6_port);
-        snprintf(out, n, "[%s]:%u", ip, port);
-    }
+    const void *src = a->ss.ss_family == AF_INET
+                          ? (const void *)&((const struct sockaddr_in *)&a->ss)->sin_addr
+                          : (const void *)&((const struct sockaddr_in6 *)&a->ss)->sin6_addr;
+    if (!inet_ntop(a->ss.ss_family, src, out, (socklen_t)n))
+        snprintf(out, n, "?");
 }
 
-static bool same_addr(const struct rlb_sockaddr *a, const struct rlb_sockaddr *b)
+uint16_t rlb_sockaddr_port(const struct rlb_sockaddr *a)
+{
+    if (a->ss.ss_family == AF_INET)
+        return ntohs(((const struct sockaddr_in *)&a->ss)->sin_port);
+    return ntohs(((const struct sockaddr_in6 *)&a->ss)->sin6_port);
+}
+
+bool rlb_sockaddr_equal(const struct rlb_sockaddr *a, const struct rlb_sockaddr *b)
 {
     return a->len == b->len && memcmp(&a->ss, &b->ss, a->len) == 0;
 }
 
-/* Find the target object for (group, addr) in `prev`, or create one (state initial, or
- * unavailable when health checks are off). */
-static struct rlb_target *target_get(const struct rlb_snapshot *prev, const char *group,
-                                     const struct rlb_sockaddr *addr, bool checks)
+static void format_addr(const struct rlb_sockaddr *a, char *out, size_t n)
 {
-    if (prev) {
-        for (size_t g = 0; g < prev->cfg->n_target_groups; g++) {
-            const struct rlb_group *pg = &prev->groups[g];
-            if (strcmp(pg->cfg->name, group) != 0)
-                continue;
-            for (size_t i = 0; i < pg->n_targets; i++) {
-                struct rlb_target *t = pg->targets[i];
-                if (same_addr(&t->addr, addr)) {
-                    atomic_fetch_add(&t->refs, 1);
-                    if (!checks)
-                        atomic_store(&t->state, RLB_TARGET_UNAVAILABLE);
-                    else if (atomic_load(&t->state) == RLB_TARGET_UNAVAILABLE)
-                        atomic_store(&t->state, RLB_TARGET_INITIAL);
-                    return t;
-                }
-            }
-        }
-    }
+    char ip[INET6_ADDRSTRLEN];
+    rlb_sockaddr_ip(a, ip, sizeof(ip));
+    if (a->ss.ss_family == AF_INET6)
+        snprintf(out, n, "[%s]:%u", ip, rlb_sockaddr_port(a));
+    else
+        snprintf(out, n, "%s:%u", ip, rlb_sockaddr_port(a));
+}
+
+struct rlb_target *rlb_target_new(const char *group, const struct rlb_sockaddr *addr, int state,
+                                  int reason)
+{
     struct rlb_target *t = calloc(1, sizeof(*t));
     if (!t)
         return NULL;
@@ -131,9 +146,25 @@ static struct rlb_target *target_get(const struct rlb_snapshot *prev, const char
     slot_take(&t->slot);
     t->addr = *addr;
     format_addr(addr, t->name, sizeof(t->name));
-    atomic_init(&t->state, checks ? RLB_TARGET_INITIAL : RLB_TARGET_UNAVAILABLE);
+    atomic_init(&t->state, state);
+    atomic_init(&t->reason, reason);
     atomic_init(&t->inflight, 0);
+    atomic_init(&t->routable_since_ms, state == RLB_TARGET_UNAVAILABLE ? rlb_now_ms() : 0);
     return t;
+}
+
+/* The configuration shared by a snapshot and the snapshots rebuilt from it. */
+struct rlb_config_share {
+    _Atomic uint32_t refs;
+    struct rlb_config *cfg;
+};
+
+static void share_unref(struct rlb_config_share *sh)
+{
+    if (sh && atomic_fetch_sub(&sh->refs, 1) == 1) {
+        rlb_config_free(sh->cfg);
+        free(sh);
+    }
 }
 
 static struct rlb_balance_slot *slots_new(unsigned n_workers)
@@ -200,6 +231,7 @@ static void snapshot_free(struct rlb_snapshot *s)
             free(l->rule_forwards);
             forward_free(&l->default_forward);
             rlb_router_free(l->router);
+            rlb_tls_ctx_free(l->tls);
         }
     }
     if (s->groups) {
@@ -214,21 +246,24 @@ static void snapshot_free(struct rlb_snapshot *s)
     }
     free(s->listeners);
     free(s->groups);
-    rlb_config_free(s->cfg);
+    share_unref(s->cfg_share);
     free(s);
 }
 
-struct rlb_snapshot *rlb_snapshot_build(struct rlb_config *cfg, const struct rlb_snapshot *prev,
-                                        unsigned n_workers, uint64_t generation)
+/* Build a snapshot around `share` (the caller's reference moves into the snapshot). */
+static struct rlb_snapshot *build(struct rlb_config_share *share, const struct rlb_snapshot *prev,
+                                  unsigned n_workers, uint64_t generation)
 {
+    struct rlb_config *cfg = share->cfg;
     struct rlb_snapshot *s = calloc(1, sizeof(*s));
     if (!s) {
-        rlb_config_free(cfg);
+        share_unref(share);
         return NULL;
     }
     atomic_init(&s->refs, 1);
     s->generation = generation;
     s->cfg = cfg;
+    s->cfg_share = share;
     s->n_workers = n_workers;
     s->groups = calloc(cfg->n_target_groups ? cfg->n_target_groups : 1, sizeof(*s->groups));
     s->listeners = calloc(cfg->n_listeners ? cfg->n_listeners : 1, sizeof(*s->listeners));
@@ -238,28 +273,15 @@ struct rlb_snapshot *rlb_snapshot_build(struct rlb_config *cfg, const struct rlb
         const struct rlb_target_group_cfg *gc = &cfg->target_groups[g];
         struct rlb_group *grp = &s->groups[g];
         grp->cfg = gc;
+        grp->metric_id = rlb_metrics_group_id(gc->name);
         grp->slots = slots_new(n_workers);
-        grp->targets = calloc(gc->n_targets ? gc->n_targets : 1, sizeof(*grp->targets));
-        if (!grp->slots || !grp->targets)
+        if (!grp->slots || rlb_targets_resolve(gc, prev, &grp->targets, &grp->n_targets) < 0)
             goto fail;
-        for (size_t i = 0; i < gc->n_targets; i++) {
-            /* Duplicate registrations of one address are one target. */
-            bool dup = false;
-            for (size_t j = 0; j < grp->n_targets; j++)
-                if (same_addr(&grp->targets[j]->addr, &gc->targets[i].addr))
-                    dup = true;
-            if (dup)
-                continue;
-            struct rlb_target *t = target_get(prev, gc->name, &gc->targets[i].addr,
-                                              gc->health_check.enabled);
-            if (!t)
-                goto fail;
-            grp->targets[grp->n_targets++] = t;
-        }
     }
     for (size_t i = 0; i < cfg->n_listeners; i++) {
         struct rlb_listener *l = &s->listeners[i];
         l->cfg = &cfg->listeners[i];
+        l->metric_id = rlb_metrics_listener_id(l->cfg->name);
         l->rule_forwards = calloc(l->cfg->n_rules ? l->cfg->n_rules : 1,
                                   sizeof(*l->rule_forwards));
         if (!l->rule_forwards)
@@ -272,11 +294,46 @@ struct rlb_snapshot *rlb_snapshot_build(struct rlb_config *cfg, const struct rlb
         l->router = rlb_router_build(l->cfg);
         if (!l->router)
             goto fail;
+        if (l->cfg->protocol == RLB_PROTO_HTTPS) {
+            /* Same configuration (a registration change): keep the loaded certificates. */
+            if (prev && prev->cfg_share == share && prev->listeners[i].tls) {
+                l->tls = rlb_tls_ctx_ref(prev->listeners[i].tls);
+            } else {
+                char err[512];
+                l->tls = rlb_tls_ctx_new(l->cfg, err, sizeof(err));
+                if (!l->tls) {
+                    snprintf(last_error, sizeof(last_error), "listener %s: %s", l->cfg->name,
+                             err);
+                    snapshot_free(s);
+                    return NULL;
+                }
+            }
+        }
     }
     return s;
 fail:
+    snprintf(last_error, sizeof(last_error), "out of memory");
     snapshot_free(s);
     return NULL;
+}
+
+struct rlb_snapshot *rlb_snapshot_build(struct rlb_config *cfg, const struct rlb_snapshot *prev,
+                                        unsigned n_workers, uint64_t generation)
+{
+    struct rlb_config_share *share = calloc(1, sizeof(*share));
+    if (!share) {
+        rlb_config_free(cfg);
+        return NULL;
+    }
+    atomic_init(&share->refs, 1);
+    share->cfg = cfg;
+    return build(share, prev, n_workers, generation);
+}
+
+struct rlb_snapshot *rlb_snapshot_rebuild(const struct rlb_snapshot *prev, uint64_t generation)
+{
+    atomic_fetch_add(&prev->cfg_share->refs, 1);
+    return build(prev->cfg_share, prev, prev->n_workers, generation);
 }
 
 void rlb_snapshot_ref(struct rlb_snapshot *s) { atomic_fetch_add(&s->refs, 1); }
@@ -295,3 +352,5 @@ void rlb_snapshot_set_current(struct rlb_snapshot *s)
 }
 
 struct rlb_snapshot *rlb_snapshot_current(void) { return current_snapshot; }
+
+const char *rlb_snapshot_last_error(void) { return last_error; }

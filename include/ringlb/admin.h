@@ -1,8 +1,12 @@
 /* admin.h — the admin HTTP/1.1 server on admin.listen (main thread's ring).
  *
  * Requests are small and rare, so each admin connection reads into its own buffer with plain
- * recv operations on the main thread's ring; heads are parsed with llhttp. This first version
- * serves GET /healthz; the JSON API comes with the admin-API work.
+ * recv operations on the main thread's ring; heads are parsed with llhttp. Served so far:
+ *   GET /healthz                        200 "ok"
+ *   GET /api/v1/target-groups           every group with its targets' state (JSON)
+ *   GET /api/v1/target-groups/{tg}      one group (404 {"error":...} when unknown)
+ * Other methods on those paths get 405; unknown paths 404. JSON bodies are built as libfyaml
+ * documents and emitted in JSON mode (no hand-written JSON printer).
  */
 #ifndef RINGLB_ADMIN_H
 #define RINGLB_ADMIN_H
@@ -21,6 +25,7 @@ enum rlb_main_op {
     RLB_MAIN_ADMIN_RECV = 3,
     RLB_MAIN_ADMIN_SEND = 4,
     RLB_MAIN_TIMER = 5,
+    RLB_MAIN_HEALTH = 6,        /* a health check's socket operation (health.c) */
 };
 
 /* Start listening on cfg->admin (no-op when the config has no admin block). Returns 0 or
