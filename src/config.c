@@ -2096,11 +2096,70 @@ static bool only_comments(const char *text, size_t len)
     return true;
 }
 
+/* Find the first byte that is not valid UTF-8 text (a NUL counts as invalid): libfyaml 0.7
+ * can hang on some invalid sequences, so text is checked before it is parsed. Returns true
+ * when everything is valid; else *loc is the offending character's position. */
+static bool valid_utf8_text(const char *text, size_t len, struct rlb_src_loc *loc)
+{
+    const unsigned char *s = (const unsigned char *)text;
+    uint32_t line = 1, col = 1;
+    size_t i = 0;
+    while (i < len) {
+        unsigned char ch = s[i];
+        size_t n = 0;
+        uint32_t cp = 0;
+        if (ch == 0)
+            goto bad;
+        if (ch < 0x80) {
+            n = 1;
+        } else if ((ch & 0xe0) == 0xc0) {
+            n = 2;
+            cp = ch & 0x1f;
+        } else if ((ch & 0xf0) == 0xe0) {
+            n = 3;
+            cp = ch & 0x0f;
+        } else if ((ch & 0xf8) == 0xf0) {
+            n = 4;
+            cp = ch & 0x07;
+        } else {
+            goto bad;
+        }
+        if (i + n > len)
+            goto bad;
+        for (size_t k = 1; k < n; k++) {
+            if ((s[i + k] & 0xc0) != 0x80)
+                goto bad;
+            cp = (cp << 6) | (s[i + k] & 0x3f);
+        }
+        if ((n == 2 && cp < 0x80) || (n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) ||
+            cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+            goto bad;
+        if (ch == '\n') {
+            line++;
+            col = 1;
+        } else {
+            col++;
+        }
+        i += n;
+    }
+    return true;
+bad:
+    loc->line = line;
+    loc->col = col;
+    return false;
+}
+
 static struct rlb_config *load_text(const char *name, const char *text, size_t len,
                                      struct rlb_config_errors *errs)
 {
     struct ctx c = {.file = name};
     struct rlb_config *cfg = NULL;
+    struct rlb_src_loc bad;
+    if (!valid_utf8_text(text, len, &bad)) {
+        errf(&c, bad, "the file is not valid UTF-8 text (or holds a NUL byte)");
+        ctx_flush(&c, errs);
+        return NULL;
+    }
     struct fy_diag_cfg dcfg;
     fy_diag_cfg_default(&dcfg);
     dcfg.fp = NULL;

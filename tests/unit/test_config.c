@@ -995,6 +995,28 @@ TEST(test_free_null)
     CHECK(rlb_config_load_string("t.yaml", "x: 1\n", 5, NULL) == NULL);
 }
 
+/* Bytes libfyaml 0.7 can hang on are refused up front (found by fuzz_config). */
+TEST(test_invalid_utf8_refused)
+{
+    static const struct { const char *text; size_t len; const char *where; } cases[] = {
+        {"%\xcd", 2, "t.yaml:1:2: "},
+        {"threads: 2\nuser: a\0b\n", 21, "t.yaml:2:8: "},
+        {"threads: 2\n# \xff\n", 15, "t.yaml:2:3: "},
+        {"a: \xed\xa0\x80\n", 7, "t.yaml:1:4: "}, /* a UTF-16 surrogate */
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct rlb_config_errors errs = {0};
+        struct rlb_config *cfg = rlb_config_load_string("t.yaml", cases[i].text, cases[i].len,
+                                                        &errs);
+        CHECK(cfg == NULL);
+        CHECK(errs.n == 1 && strncmp(errs.msgs[0], cases[i].where, strlen(cases[i].where)) == 0);
+        if (errs.n)
+            fprintf(stderr, "  %s\n", errs.msgs[0]);
+        rlb_config_free(cfg);
+        rlb_config_errors_free(&errs);
+    }
+}
+
 int main(void)
 {
     RUN(test_duration_parse);
@@ -1015,5 +1037,6 @@ int main(void)
     RUN(test_alb_limits);
     RUN(test_check_command);
     RUN(test_free_null);
+    RUN(test_invalid_utf8_refused);
     return TEST_SUMMARY();
 }
