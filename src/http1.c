@@ -231,7 +231,7 @@ static bool list_has(const char *v, uint32_t len, const char *tok)
     return false;
 }
 
-int rlb_http1_parse_head(llhttp_t *p, struct rlb_http_ctx *ctx, const char *buf, uint32_t len)
+int rlb_http1_parse_head(llhttp_t *p, struct rlb_http_ctx *ctx, char *buf, uint32_t len)
 {
     struct rlb_http_head *h = ctx->head;
     h->method = h->url = h->reason = NULL;
@@ -239,6 +239,7 @@ int rlb_http1_parse_head(llhttp_t *p, struct rlb_http_ctx *ctx, const char *buf,
     h->n_hdrs = 0;
     h->chunked = h->has_content_length = h->has_transfer_encoding = false;
     h->upgrade = h->expect_continue = false;
+    h->bad_value = false;
     h->content_length = 0;
     h->head_len = len;
     ctx->headers_done = ctx->message_done = false;
@@ -261,6 +262,15 @@ int rlb_http1_parse_head(llhttp_t *p, struct rlb_http_ctx *ctx, const char *buf,
         struct rlb_hdr *hd = &h->hdrs[i];
         if (!hd->value)
             hd->value = hd->name + hd->name_len;
+        /* Values point into buf (writable): fold line breaks into spaces, flag controls. */
+        char *v = (char *)hd->value;
+        for (uint32_t k = 0; k < hd->value_len; k++) {
+            unsigned char ch = (unsigned char)v[k];
+            if (ch == '\r' || ch == '\n')
+                v[k] = ' ';
+            else if ((ch < 0x20 && ch != '\t') || ch == 0x7f)
+                h->bad_value = true;
+        }
         while (hd->value_len > 0 &&
                (hd->value[hd->value_len - 1] == ' ' || hd->value[hd->value_len - 1] == '\t'))
             hd->value_len--;

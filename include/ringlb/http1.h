@@ -45,6 +45,7 @@ struct rlb_http_head {
     bool has_transfer_encoding;
     bool upgrade;               /* Connection: upgrade + Upgrade present (request) */
     bool expect_continue;
+    bool bad_value;             /* a header value holds NUL or another forbidden control */
     uint64_t content_length;
     uint32_t head_len;          /* bytes of the head including the blank line */
     uint32_t n_hdrs;
@@ -81,8 +82,10 @@ const llhttp_settings_t *rlb_http1_settings(void);
 /* Parse a complete head in `buf` (exactly `len` bytes, ending with the blank line) with `p`,
  * which must have been initialised for the right type with rlb_http1_settings() and
  * p->data = ctx. Fills ctx->head. Returns HPE_OK or an llhttp error code. The parser is left
- * ready to continue with the body. */
-int rlb_http1_parse_head(llhttp_t *p, struct rlb_http_ctx *ctx, const char *buf, uint32_t len);
+ * ready to continue with the body. Line breaks that llhttp leaves inside a value (obs-fold)
+ * are replaced by spaces in place, as RFC 9112 allows, so they are never forwarded; NUL and
+ * other control characters in a value set head->bad_value. */
+int rlb_http1_parse_head(llhttp_t *p, struct rlb_http_ctx *ctx, char *buf, uint32_t len);
 
 /* True when s[0..len) is a non-empty RFC 9110 token (the only valid header field names). */
 bool rlb_http1_is_token(const char *s, uint32_t len);
