@@ -27,9 +27,12 @@
 
 #include "ringlb/action.h"
 #include "ringlb/balance.h"
+#include "ringlb/desync.h"
 #include "ringlb/log.h"
+#include "ringlb/metrics.h"
 #include "ringlb/proxy.h"
 #include "ringlb/router.h"
+#include "ringlb/tls.h"
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
 
@@ -60,17 +63,12 @@ static struct rlb_exchange *exchange_new(struct rlb_conn *c)
         ex = malloc(sizeof(*ex));
     if (!ex)
         return NULL;
+    /* Every per-request field precedes the parsers: one memset resets them all. */
     memset(ex, 0, offsetof(struct rlb_exchange, req));
-    memset(&ex->reqctx, 0, sizeof(ex->reqctx));
-    memset(&ex->respctx, 0, sizeof(ex->respctx) - sizeof(ex->respctx.spans));
-    memset(&ex->retry, 0, sizeof(ex->retry));
+    memset(&ex->reqctx, 0, offsetof(struct rlb_http_ctx, spans));
+    memset(&ex->respctx, 0, offsetof(struct rlb_http_ctx, spans));
     ex->c = c;
     ex->start_ms = c->st.w->now_ms;
-    ex->n_tried = 0;
-    ex->method = 0;
-    ex->is_head = ex->http10 = ex->client_keep_alive = ex->upgrade = false;
-    ex->req_done = ex->resp_started = ex->resp_head_done = ex->resp_done = false;
-    ex->retryable = ex->retried = ex->dechunk = ex->resp_close = false;
     llhttp_init(&ex->req, HTTP_REQUEST, rlb_http1_settings());
     ex->req.data = &ex->reqctx;
     return ex;
@@ -111,6 +109,7 @@ void rlb_conn_accept(struct rlb_worker *w, struct rlb_wlistener *wl, int fd)
         unsigned n = w->snap->n_workers ? w->snap->n_workers : 1;
         uint32_t share = (lc->max_connections + n - 1) / n;
         if (wl->conns >= share) {
+            rlb_metrics_rejected_conn(w->metrics, w->snap->listeners[wl->index].metric_id);
             close(fd);
             return;
         }
@@ -129,6 +128,19 @@ void rlb_conn_accept(struct rlb_worker *w, struct rlb_wlistener *wl, int fd)
     c->in = &c->st.in;
     c->out = &c->st.out;
     c->wl = wl;
+    struct rlb_tls_ctx *tctx = w->snap->listeners[wl->index].tls;
+    if (lc->protocol == RLB_PROTO_HTTPS) {
+        c->tls = tctx ? rlb_tls_new(tctx) : NULL;
+        if (!c->tls) {
+            close(fd);
+            free(c);
+            return;
+        }
+        c->in = &c->tls_in;
+        c->out = &c->tls_out;
+        /* The handshake must finish within header_timeout, like a request head. */
+        c->head_start_ms = w->now_ms;
+    }
     wl->conns++;
     c->created_ms = c->active_ms = w->now_ms;
     c->next = w->conns;
@@ -136,6 +148,8 @@ void rlb_conn_accept(struct rlb_worker *w, struct rlb_wlistener *wl, int fd)
         w->conns->prev = c;
     w->conns = c;
     w->n_conns++;
+    c->id = ((uint64_t)w->id << 48) | ++w->conn_ids;
+    rlb_metrics_conn_open(w->metrics, RLB_METRICS_CLIENT);
     rlb_stream_want_recv(&c->st, true);
     conn_arm_timer(c);
 }
@@ -143,6 +157,11 @@ void rlb_conn_accept(struct rlb_worker *w, struct rlb_wlistener *wl, int fd)
 static void conn_on_free(struct rlb_stream *s)
 {
     struct rlb_conn *c = (struct rlb_conn *)s;
+    if (c->tls) {
+        rlb_bq_clear(&s->w->segs, &c->tls_in);
+        rlb_bq_clear(&s->w->segs, &c->tls_out);
+        rlb_tls_free(c->tls);
+    }
     free(c);
 }
 
@@ -189,6 +208,7 @@ static void conn_close(struct rlb_conn *c, bool reset)
         c->next->prev = c->prev;
     c->next = c->prev = NULL;
     w->n_conns--;
+    rlb_metrics_conn_close(w->metrics, RLB_METRICS_CLIENT);
     c->wl->conns--;
     rlb_stream_close(&c->st, reset);
 }
@@ -215,6 +235,13 @@ static void begin_shutdown(struct rlb_conn *c)
 {
     c->state = RLB_C_CLOSING;
     c->active_ms = c->st.w->now_ms;
+    if (c->tls && !c->tls_notified && c->tls_out.bytes == 0 &&
+        rlb_tls_handshake_done(c->tls)) {
+        /* TLS: close_notify before our FIN. */
+        c->tls_notified = true;
+        rlb_tls_shutdown(c->tls, &c->st.w->segs, &c->st.out);
+        rlb_stream_send(&c->st);
+    }
     if (rlb_conn_pending(c) == 0 && !(c->st.flags & RLB_ST_SEND_BUSY)) {
         if (c->eof) {
             conn_close(c, false);
@@ -276,6 +303,11 @@ static void conn_timer_cb(struct rlb_timer *t, uint64_t now)
     }
     switch (c->state) {
     case RLB_C_HEAD:
+        if (c->tls && !rlb_tls_handshake_done(c->tls)) {
+            /* A stalled handshake: nothing HTTP can be said yet. */
+            conn_close(c, false);
+            return;
+        }
         if (c->head_start_ms) {
             rlb_conn_lb_error(c, 408);
             return;
@@ -342,6 +374,14 @@ static void respond_local(struct rlb_conn *c, int status, const char *ctype, con
 void rlb_conn_lb_error(struct rlb_conn *c, int status)
 {
     struct rlb_exchange *ex = c->ex;
+    struct rlb_worker *w = c->st.w;
+    uint32_t lid = ex && ex->lst ? ex->lst->metric_id
+                   : c->wl->index >= 0 ? w->snap->listeners[c->wl->index].metric_id
+                                       : RLB_METRICS_NONE;
+    rlb_metrics_lb_response(w->metrics, lid, ex && ex->group ? ex->group->metric_id
+                                                             : RLB_METRICS_NONE, status);
+    if (ex)
+        ex->lb_status = (uint16_t)status;
     if (ex && ex->u) {
         ex->u->reusable = false;
         rlb_upstream_release(ex);
@@ -476,6 +516,13 @@ static int validate_request(struct rlb_http_head *h, int err, const char *buf, u
     }
     if (err != HPE_OK)
         return 400;
+    /* A CR that does not end a line: llhttp and ringlb's framing could disagree on where the
+     * head ends, so it is refused in every mode. */
+    for (const char *p = memchr(buf, '\r', len); p; p = memchr(p + 1, '\r', len - (uint32_t)(p + 1 - buf)))
+        if (p + 1 >= buf + len || p[1] != '\n')
+            return 400;
+    if (h->bad_value)
+        return 400;
     if (h->major != 1 || h->minor > 1)
         return 505;
     if (h->method_id == HTTP_TRACE)
@@ -560,6 +607,7 @@ static void forward(struct rlb_conn *c, const struct rlb_action *a, struct rlb_f
     struct rlb_exchange *ex = c->ex;
     const struct rlb_listener_cfg *lc = ex->lst->cfg;
     struct rlb_group *g = NULL;
+    bool sticky_hit = false;
     if (a->forward.stickiness_enabled && f->n_groups > 1) {
         /* A valid AWSALBTG cookie names a group of this action: stay there while it has a
          * routable target. */
@@ -572,6 +620,7 @@ static void forward(struct rlb_conn *c, const struct rlb_action *a, struct rlb_f
                     for (size_t k = 0; k < f->groups[i]->n_targets && !g; k++)
                         if (rlb_target_routable(f->groups[i]->targets[k]))
                             g = f->groups[i];
+                    sticky_hit = g != NULL;
                     break;
                 }
             }
@@ -579,6 +628,9 @@ static void forward(struct rlb_conn *c, const struct rlb_action *a, struct rlb_f
     }
     if (!g)
         g = rlb_balance_group(f, w->id);
+    ex->group = g;
+    if (g && a->forward.stickiness_enabled && !sticky_hit)
+        rlb_metrics_non_sticky(w->metrics, g->metric_id);
     if (g && a->forward.stickiness_enabled) {
         for (size_t i = 0; i < f->n_groups; i++)
             if (f->groups[i] == g)
@@ -594,6 +646,9 @@ static void forward(struct rlb_conn *c, const struct rlb_action *a, struct rlb_f
         rlb_conn_lb_error(c, 503);
         return;
     }
+    rlb_metrics_request(w->metrics, ex->lst->metric_id, g->metric_id, t->slot);
+    if (fail_open)
+        rlb_metrics_unhealthy_routing(w->metrics, g->metric_id);
     char ip[INET6_ADDRSTRLEN];
     struct rlb_forward_info fi = {0};
     format_peer(c, ip, sizeof(ip), &fi.client_port);
@@ -674,8 +729,15 @@ static void handle_head(struct rlb_conn *c, const char *buf, uint32_t len,
         return;
     }
     c->ex = ex;
+    struct rlb_listener *lst = &w->snap->listeners[c->wl->index];
+    /* Classify the raw bytes first: parsing normalises some of them in place. */
+    struct rlb_desync_result dr = rlb_desync_classify(buf, len);
+    ex->desync_tier = (uint8_t)dr.tier;
+    ex->desync_reason = (uint8_t)dr.reason;
+    if (dr.tier != RLB_DESYNC_COMPLIANT)
+        rlb_metrics_desync(w->metrics, lst->metric_id, (enum rlb_metrics_desync)dr.tier);
     ex->reqctx.head = h;
-    int err = rlb_http1_parse_head(&ex->req, &ex->reqctx, buf, len);
+    int err = rlb_http1_parse_head(&ex->req, &ex->reqctx, (char *)buf, len);
     int status = validate_request(h, err, buf, len);
     ex->reqctx.head = NULL;
     ex->method = h->method_id;
@@ -694,6 +756,20 @@ static void handle_head(struct rlb_conn *c, const char *buf, uint32_t len,
         rlb_conn_lb_error(c, status);
         return;
     }
+    switch (rlb_desync_action(lst->cfg->desync_mode, dr.tier)) {
+    case RLB_DESYNC_ACT_REJECT:
+        rlb_block_unref(copy);
+        ex->req_done = false;
+        rlb_conn_lb_error(c, 400);
+        return;
+    case RLB_DESYNC_ACT_FORWARD_CLOSE:
+        /* Ambiguous framing: serve it, then close both connections. */
+        c->close_after = true;
+        ex->desync_close = true;
+        break;
+    default:
+        break;
+    }
     if (w->draining || c->created_ms + listener_ms(c, 2) <= w->now_ms)
         c->close_after = true;
     if (!ex->client_keep_alive)
@@ -701,10 +777,13 @@ static void handle_head(struct rlb_conn *c, const char *buf, uint32_t len,
     struct rlb_snapshot *snap = w->snap;
     rlb_worker_snap_use(w, snap);
     ex->snap = snap;
-    ex->lst = &snap->listeners[c->wl->index];
+    ex->lst = lst;
     struct rlb_route_request rq;
     rlb_route_request_from_head(&rq, h, &c->peer.sa);
-    int ridx = rlb_router_match(ex->lst->router, &rq, NULL);
+    unsigned evaluated = 0;
+    int ridx = rlb_router_match(ex->lst->router, &rq, &evaluated);
+    rlb_metrics_rule_evaluations(w->metrics, ex->lst->metric_id, evaluated);
+    ex->rule_priority = ridx >= 0 ? (int32_t)ex->lst->cfg->rules[ridx].priority : 0;
     const struct rlb_listener_cfg *lc = ex->lst->cfg;
     const struct rlb_action *a = ridx >= 0 ? &lc->rules[ridx].action : &lc->default_action;
     switch (a->type) {
@@ -715,11 +794,13 @@ static void handle_head(struct rlb_conn *c, const char *buf, uint32_t len,
         break;
     }
     case RLB_ACTION_REDIRECT:
+        rlb_metrics_redirect(w->metrics);
         respond_redirect(c, a, &rq, lc);
         if (!(c->st.flags & RLB_ST_CLOSED))
             c->state = RLB_C_LOCAL;
         break;
     case RLB_ACTION_FIXED_RESPONSE:
+        rlb_metrics_fixed_response(w->metrics);
         respond_local(c, a->fixed.status_code, a->fixed.content_type ? a->fixed.content_type
                       : "text/plain", a->fixed.body ? a->fixed.body : "",
                       (uint32_t)a->fixed.body_len, NULL, c->close_after);
@@ -904,7 +985,59 @@ static void conn_process(struct rlb_conn *c)
 
 void rlb_conn_resume(struct rlb_conn *c) { conn_process(c); }
 
-void rlb_conn_flush(struct rlb_conn *c) { rlb_stream_send(&c->st); }
+void rlb_conn_flush(struct rlb_conn *c)
+{
+    if (c->tls && c->tls_out.bytes > 0 && c->st.out.bytes < RLB_TLS_SEND_CHUNK &&
+        !(c->st.flags & RLB_ST_CLOSED)) {
+        /* Encrypt a bounded amount at a time: the rest waits in tls_out, where
+         * rlb_conn_pending() still counts it for back-pressure. */
+        int r = rlb_tls_send(c->tls, &c->st.w->segs, &c->tls_out, RLB_TLS_SEND_CHUNK,
+                             &c->st.out);
+        if (r < 0 && r != -ENOTCONN) {
+            rlb_bq_clear(&c->st.w->segs, &c->tls_out);
+            conn_close(c, true);
+            return;
+        }
+    }
+    rlb_stream_send(&c->st);
+}
+
+/* Decrypt what arrived on a TLS connection into c->in; answer the handshake. Returns false
+ * when the connection was closed. */
+static bool tls_input(struct rlb_conn *c)
+{
+    struct rlb_worker *w = c->st.w;
+    bool was_done = rlb_tls_handshake_done(c->tls);
+    int r = rlb_tls_recv_bq(c->tls, &w->segs, &c->st.in, c->in, &c->st.out);
+    if (c->st.out.bytes)
+        rlb_stream_send(&c->st);
+    if (r < 0) {
+        if (!was_done) {
+            rlb_log_debug("TLS handshake failed: %s", rlb_tls_error_reason(c->tls));
+            if (c->wl->index >= 0)
+                rlb_metrics_tls_error(w->metrics, w->snap->listeners[c->wl->index].metric_id);
+        }
+        /* Let an alert go out, then close. */
+        c->close_after = true;
+        c->eof = true;
+        rlb_bq_clear(&w->segs, c->in);
+        if (c->ex)
+            rlb_conn_abort(c);
+        else
+            begin_shutdown(c);
+        return false;
+    }
+    if (!was_done && rlb_tls_handshake_done(c->tls)) {
+        /* Handshake complete: from now on header_timeout runs from the first request byte. */
+        c->head_start_ms = 0;
+        conn_arm_timer(c);
+        if (c->tls_out.bytes)
+            rlb_conn_flush(c);
+    }
+    if (rlb_tls_peer_closed(c->tls))
+        c->eof = true;
+    return true;
+}
 
 void rlb_conn_exchange_done(struct rlb_conn *c)
 {
@@ -926,12 +1059,16 @@ static void conn_on_recv(struct rlb_stream *s, int res)
 {
     struct rlb_conn *c = (struct rlb_conn *)s;
     c->active_ms = s->w->now_ms;
+    if (res > 0)
+        rlb_metrics_bytes(s->w->metrics, (uint64_t)res);
     if (res < 0) {
         conn_close(c, false);
         return;
     }
     if (res == 0)
         c->eof = true;
+    if (c->tls && res > 0 && !tls_input(c))
+        return;
     conn_process(c);
 }
 
@@ -939,10 +1076,14 @@ static void conn_on_sent(struct rlb_stream *s, int res)
 {
     struct rlb_conn *c = (struct rlb_conn *)s;
     c->active_ms = s->w->now_ms;
+    if (res > 0)
+        rlb_metrics_bytes(s->w->metrics, (uint64_t)res);
     if (res < 0) {
         conn_close(c, true); /* the client is gone (460) */
         return;
     }
+    if (c->tls && c->tls_out.bytes)
+        rlb_conn_flush(c);
     if (c->state == RLB_C_CLOSING) {
         if (rlb_conn_pending(c) == 0)
             begin_shutdown(c);

@@ -23,6 +23,7 @@
 #include "ringlb/action.h"
 #include "ringlb/balance.h"
 #include "ringlb/log.h"
+#include "ringlb/metrics.h"
 #include "ringlb/proxy.h"
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
@@ -71,6 +72,7 @@ static void up_close(struct rlb_upconn *u, bool reset)
     pool_remove(w, u);
     rlb_timer_cancel(&w->timers, &u->timer);
     w->n_upconns--;
+    rlb_metrics_conn_close(w->metrics, RLB_METRICS_TARGET);
     rlb_stream_close(&u->st, reset);
 }
 
@@ -146,6 +148,7 @@ static struct rlb_upconn *up_new(struct rlb_worker *w, struct rlb_target *t)
     u->reusable = true;
     u->active_ms = w->now_ms;
     w->n_upconns++;
+    rlb_metrics_conn_open(w->metrics, RLB_METRICS_TARGET);
     rlb_stream_connect(&u->st, (const struct sockaddr *)&t->addr.ss, t->addr.len,
                        RLB_CONNECT_TIMEOUT_MS);
     rlb_stream_want_recv(&u->st, true);
@@ -160,6 +163,7 @@ static void attach(struct rlb_exchange *ex, struct rlb_upconn *u, struct rlb_bq 
     ex->u = u;
     u->requests++;
     u->active_ms = w->now_ms;
+    ex->sent_us = rlb_now_us();
     memset(&u->scan, 0, sizeof(u->scan));
     ex->resp_started = ex->resp_head_done = ex->resp_done = false;
     rlb_bq_move(&w->segs, req, &u->st.out, req->bytes);
@@ -194,6 +198,7 @@ void rlb_upstream_release(struct rlb_exchange *ex)
     u->ex = NULL;
     int state = atomic_load_explicit(&u->target->state, memory_order_relaxed);
     bool keep = u->reusable && u->connected && ex->req_done && ex->resp_done &&
+                !ex->desync_close &&
                 u->st.in.bytes == 0 && u->st.out.bytes == 0 && !w->draining &&
                 state != RLB_TARGET_DRAINING && state != RLB_TARGET_UNUSED;
     struct rlb_idle_pool *pool = keep ? pool_of(w, u->target->slot) : NULL;
@@ -276,6 +281,8 @@ static void up_on_connect(struct rlb_stream *s, int res)
         up_close(u, false);
         return;
     }
+    if (ex->group)
+        rlb_metrics_target_conn_error(s->w->metrics, ex->group->metric_id);
     /* Refused or unreachable: skip this target for the request if another exists. */
     bool timeout = res == -ECANCELED || res == -ETIME || res == -ETIMEDOUT;
     if (!timeout && ex->n_tried < 4 && ex->group) {
@@ -397,7 +404,7 @@ static int relay_head(struct rlb_upconn *u)
     }
     struct rlb_bq headq = {0};
     struct rlb_block *copy = NULL;
-    const char *buf;
+    char *buf;
     if (in->head->len >= found) {
         rlb_bq_move(&w->segs, in, &headq, found);
         buf = headq.head->data;
@@ -450,6 +457,10 @@ static int relay_head(struct rlb_upconn *u)
     }
     unsigned flags = 0;
     bool tunnel = h->status == 101 && ex->upgrade;
+    ex->target_status = h->status;
+    if (ex->group)
+        rlb_metrics_target_response(w->metrics, ex->group->metric_id, h->status,
+                                    rlb_now_us() - ex->sent_us);
     if (h->status == 101 && !ex->upgrade) {
         u->reusable = false;
         rlb_conn_lb_error(c, 502);

@@ -16,7 +16,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ringlb/accesslog.h"
 #include "ringlb/log.h"
+#include "ringlb/metrics.h"
 #include "ringlb/proxy.h"
 
 #define RLB_RING_ENTRIES 4096u
@@ -34,6 +36,13 @@ uint64_t rlb_now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+uint64_t rlb_now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
 unsigned rlb_workers_count(void) { return n_workers; }
@@ -417,6 +426,14 @@ int rlb_workers_start(unsigned n, struct rlb_snapshot *snap)
         }
         memset(w, 0, sizeof(*w));
         w->id = i;
+        /* Owned by the metrics and access-log modules (freed by their shutdown). */
+        w->metrics = rlb_metrics_shard_new();
+        w->alog = rlb_accesslog_shard_new(0);
+        if (!w->metrics || !w->alog) {
+            free(w);
+            err = -ENOMEM;
+            break;
+        }
         w->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
         rlb_snapshot_ref(snap);
         w->snap = snap;

@@ -27,10 +27,14 @@
 #define RLB_HIGH_WATER (256u * 1024u)
 /* Requests whose head+body fit this are kept for the one retry on a fresh connection. */
 #define RLB_RETRY_KEEP (64u * 1024u)
+/* Plaintext encrypted per step on TLS connections (bounded, for back-pressure). */
+#define RLB_TLS_SEND_CHUNK (64u * 1024u)
 /* Connect timeout towards targets (ALB: 10 s, then 504). */
 #define RLB_CONNECT_TIMEOUT_MS 10000u
 /* How long a closing client connection waits for the client's FIN after ours. */
 #define RLB_LINGER_MS 2000u
+
+struct rlb_tls;
 
 enum rlb_conn_state {
     RLB_C_HEAD = 0,   /* waiting for / reading a request head */
@@ -53,6 +57,7 @@ struct rlb_conn {
         struct sockaddr_in in4;
         struct sockaddr_in6 in6;
     } peer;
+    uint64_t id;                   /* connection id (access log conn_trace_id) */
     uint64_t created_ms;
     uint64_t head_start_ms;        /* first byte of the pending head; 0 when none */
     uint64_t active_ms;            /* last byte in or out */
@@ -62,6 +67,9 @@ struct rlb_conn {
     uint8_t state;                 /* enum rlb_conn_state */
     bool close_after;              /* close once the current response is sent */
     bool eof;                      /* the client closed its sending side */
+    bool tls_notified;             /* our close_notify is queued */
+    struct rlb_tls *tls;           /* HTTPS listeners: the TLS engine, else NULL */
+    struct rlb_bq tls_in, tls_out; /* HTTPS: decrypted input, plaintext awaiting encryption */
 };
 
 /* A connection to a target. Owner: its worker (in an idle pool, or bound to an exchange). */
@@ -86,12 +94,12 @@ struct rlb_exchange {
     struct rlb_listener *lst;
     struct rlb_group *group;
     struct rlb_target *target;     /* counted in target->inflight */
-    llhttp_t req;                  /* request body framing */
-    llhttp_t resp;                 /* response parsing */
-    struct rlb_http_ctx reqctx;
-    struct rlb_http_ctx respctx;
     struct rlb_bq retry;           /* clones of the request bytes, for the one retry */
     uint64_t start_ms;
+    uint64_t sent_us;              /* monotonic µs when the request was handed to the target */
+    int32_t rule_priority;         /* matched rule (0: default action) */
+    uint16_t lb_status;            /* status of an LB-generated answer, 0 when none */
+    uint16_t target_status;        /* final status from the target, 0 when none */
     uint64_t sticky_group;         /* group id for the AWSALBTG cookie */
     uint64_t sticky_duration_s;    /* 0: no stickiness cookie on the response */
     uint32_t tried_slots[4];       /* targets that refused, skipped for this request */
@@ -109,6 +117,14 @@ struct rlb_exchange {
     bool retried;
     bool dechunk;
     bool resp_close;               /* the client connection closes after this response */
+    bool desync_close;             /* Ambiguous under defensive: close both sides afterwards */
+    uint8_t desync_tier;           /* enum rlb_desync_tier of the request */
+    uint8_t desync_reason;         /* enum rlb_desync_reason */
+    /* Everything above is zeroed for each request; the parsers below are initialised. */
+    llhttp_t req;                  /* request body framing */
+    llhttp_t resp;                 /* response parsing */
+    struct rlb_http_ctx reqctx;
+    struct rlb_http_ctx respctx;
 };
 
 /* Accept `fd` from listen socket `wl`: create and start a client connection. Worker. */

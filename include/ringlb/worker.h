@@ -23,6 +23,8 @@
 struct rlb_conn;
 struct rlb_upconn;
 struct rlb_sendop;
+struct rlb_metrics_shard;
+struct rlb_accesslog_shard;
 
 /* A listen socket of one worker. Owner: the worker. */
 struct rlb_wlistener {
@@ -86,12 +88,18 @@ struct rlb_worker {
     bool draining;
     uint64_t drain_deadline_ms;
     uint64_t rng[2];            /* xorshift128+ state */
+    struct rlb_metrics_shard *metrics;    /* this worker's counters (metrics.h) */
+    struct rlb_accesslog_shard *alog;     /* this worker's access-log ring (accesslog.h) */
+    uint64_t conn_ids;                    /* client connection ids (access log conn_trace_id) */
 
     struct rlb_http_head head;  /* scratch for parsing one head at a time */
 };
 
 /* Milliseconds of CLOCK_MONOTONIC. */
 uint64_t rlb_now_ms(void);
+
+/* Microseconds of CLOCK_MONOTONIC. */
+uint64_t rlb_now_us(void);
 
 /* Start `n` workers with snapshot `snap` (each worker takes its own reference). Blocks until
  * every worker is listening. Returns 0 or -errno (then nothing is left running). Main thread. */

@@ -140,6 +140,14 @@ class Rules(h.RingTestCase):
             r = self.get("/sticky/2", headers=[("Cookie", f"a=b; AWSALBTG={cookie}")])
             self.assertEqual(r.header("X-Backend"), first)
 
+    def test_no_cookie_outside_sticky_actions(self):
+        # per-request state must not leak: a non-sticky request after sticky ones
+        for _ in range(3):
+            self.assertIsNotNone(self.sticky_cookie(self.get("/sticky/1"))[0])
+            r = self.get("/")
+            self.assertEqual(r.header("X-Backend"), "web")
+            self.assertEqual(r.header_all("Set-Cookie"), [])
+
     def test_tampered_cookie_ignored(self):
         cookie, _ = self.sticky_cookie(self.get("/sticky/1"))
         bad = cookie[:-2] + ("AA" if cookie[-2:] != "AA" else "BB")
