@@ -20,6 +20,7 @@
 #include "ringlb/http1.h"
 #include "ringlb/json.h"
 #include "ringlb/log.h"
+#include "ringlb/metrics.h"
 #include "ringlb/snapshot.h"
 
 #define ADMIN_MAX_REQUEST (1024u * 1024u + 65536u)
@@ -358,7 +359,23 @@ static void get_target_groups(struct io_uring *ring, struct admin_conn *c, const
             jpush(&d, arr, group_json(&d, &s->groups[g]));
         jset(&d, root, "target_groups", arr);
     }
+    if (one)   /* the last complete metrics window, under CloudWatch names */
+        jset(&d, root, "metrics", jcheck(&d, rlb_metrics_group_json_node(d.j.doc, one)));
     send_json(ring, c, 200, &d, root, close, NULL);
+}
+
+/* GET /metrics: Prometheus text exposition of every counter. */
+static void get_metrics(struct io_uring *ring, struct admin_conn *c, bool close)
+{
+    size_t len = 0;
+    char *text = rlb_metrics_render_string(rlb_snapshot_current(), &len);
+    if (!text) {
+        send_json_error(ring, c, 500, "out of memory", true);
+        return;
+    }
+    send_response(ring, c, 200, "text/plain; version=0.0.4; charset=utf-8", text, len, close,
+                  NULL);
+    free(text);
 }
 
 /* Route one complete request. */
@@ -377,6 +394,15 @@ static void handle(struct io_uring *ring, struct admin_conn *c, const char *meth
             return;
         }
         send_response(ring, c, 200, "text/plain", "ok\n", 3, !keep_alive, NULL);
+        return;
+    }
+    if (plen == 8 && memcmp(url, "/metrics", 8) == 0) {
+        if (!get) {
+            send_json_error_ex(ring, c, 405, "method not allowed", !keep_alive,
+                               "Allow: GET\r\n");
+            return;
+        }
+        get_metrics(ring, c, !keep_alive);
         return;
     }
     if (plen >= tg_len && memcmp(url, tg_prefix, tg_len) == 0 &&

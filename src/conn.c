@@ -25,6 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ringlb/accesslog.h"
 #include "ringlb/action.h"
 #include "ringlb/balance.h"
 #include "ringlb/desync.h"
@@ -74,8 +75,133 @@ static struct rlb_exchange *exchange_new(struct rlb_conn *c)
     return ex;
 }
 
+/* Write the access log line of a finished (or abandoned) request. */
+static void log_request(struct rlb_worker *w, struct rlb_exchange *ex)
+{
+    struct rlb_conn *c = ex->c;
+    const struct rlb_exchange_log *lg = ex->log;
+    struct rlb_accesslog_entry e;
+    memset(&e, 0, sizeof(e));
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    e.time_us = (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+    e.request_creation_us = lg->created_rt_us;
+    uint64_t now = rlb_now_us();
+    bool https = c->tls != NULL;
+    e.https = https;
+    e.websocket = c->state == RLB_C_TUNNEL;
+    const struct rlb_listener *lst = ex->lst ? ex->lst
+                                    : c->wl->index >= 0 ? &w->snap->listeners[c->wl->index]
+                                                        : NULL;
+    e.elb = lst ? lst->cfg->name : "-";
+    e.port = lst ? lst->cfg->port : 0;
+    e.client = &c->peer.sa;
+    e.target = ex->target && ex->sent_us ? ex->target->name : NULL;
+    e.request_processing_us = ex->sent_us ? (int64_t)(ex->sent_us - ex->head_us) : -1;
+    e.target_processing_us = ex->resp_us ? (int64_t)(ex->resp_us - ex->sent_us) : -1;
+    e.response_processing_us = ex->resp_us ? (int64_t)(now - ex->resp_us) : -1;
+    e.elb_status = ex->lb_status ? ex->lb_status : ex->target_status;
+    e.target_status = ex->target_status;
+    e.received_bytes = c->st.bytes_in - c->in->bytes - ex->bytes_in0;
+    e.sent_bytes = c->st.bytes_out + rlb_conn_pending(c) - ex->bytes_out0;
+    const char *p = lg->data;
+    if (lg->method_len) {
+        e.method = p;
+        e.method_len = lg->method_len;
+    }
+    p += lg->method_len;
+    e.uri = p;
+    e.uri_len = lg->uri_len;
+    p += lg->uri_len;
+    e.host = lg->host_len ? p : NULL;
+    e.host_len = lg->host_len;
+    p += lg->host_len;
+    e.user_agent = lg->ua_len ? p : NULL;
+    e.user_agent_len = lg->ua_len;
+    p += lg->ua_len;
+    e.trace_id = lg->trace_len ? p : NULL;
+    e.trace_id_len = lg->trace_len;
+    e.http_major = lg->major;
+    e.http_minor = lg->minor;
+    struct rlb_tls_info ti;
+    if (https && rlb_tls_handshake_done(c->tls)) {
+        rlb_tls_get_info(c->tls, &ti);
+        e.ssl_cipher = ti.cipher;
+        e.ssl_protocol = ti.protocol;
+        e.domain_name = ti.sni;
+        e.chosen_cert = ti.cert_path;
+    }
+    e.target_group = ex->group ? ex->group->cfg->name : NULL;
+    e.matched_rule_priority = ex->lst ? ex->rule_priority : RLB_ACCESSLOG_NO_RULE;
+    e.actions = ex->actions;
+    if (ex->desync_tier != RLB_DESYNC_COMPLIANT) {
+        e.classification = rlb_desync_tier_name((enum rlb_desync_tier)ex->desync_tier);
+        e.classification_reason =
+            rlb_desync_reason_name((enum rlb_desync_reason)ex->desync_reason);
+    }
+    e.conn_trace_id = c->id;
+    rlb_accesslog_write(w->alog, &e);
+}
+
+/* Keep what the access log needs of the head just parsed (only while logging is on). */
+static void log_capture(struct rlb_exchange *ex, const struct rlb_http_head *h, int err)
+{
+    const struct rlb_hdr *host = err == HPE_OK ? rlb_http1_find(h, "host") : NULL;
+    const struct rlb_hdr *ua = err == HPE_OK ? rlb_http1_find(h, "user-agent") : NULL;
+    uint32_t ml = err == HPE_OK ? h->method_len : 0;
+    uint32_t ul = err == HPE_OK ? h->url_len : 0;
+    uint32_t hl = host ? host->value_len : 0;
+    uint32_t al = ua ? (ua->value_len > 8192 ? 8192 : ua->value_len) : 0;
+    struct rlb_exchange_log *lg = malloc(sizeof(*lg) + ml + ul + hl + al + 128);
+    if (!lg)
+        return;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    lg->created_rt_us = (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+    lg->method_len = ml;
+    lg->uri_len = ul;
+    lg->host_len = hl;
+    lg->ua_len = al;
+    lg->trace_len = 0;
+    lg->major = h->major;
+    lg->minor = h->minor;
+    char *p = lg->data;
+    memcpy(p, h->method, ml);
+    p += ml;
+    memcpy(p, h->url, ul);
+    p += ul;
+    if (hl)
+        memcpy(p, host->value, hl);
+    p += hl;
+    if (al)
+        memcpy(p, ua->value, al);
+    ex->log = lg;
+}
+
+/* Record the X-Amzn-Trace-Id value sent to the target (from the rewritten head). */
+static void log_trace(struct rlb_exchange *ex, const char *head, uint32_t len)
+{
+    struct rlb_exchange_log *lg = ex->log;
+    static const char key[] = "\r\nX-Amzn-Trace-Id: ";
+    const char *k = memmem(head, len, key, sizeof(key) - 1);
+    if (!lg || !k)
+        return;
+    const char *v = k + sizeof(key) - 1;
+    const char *end = memchr(v, '\r', len - (uint32_t)(v - head));
+    uint32_t n = end ? (uint32_t)(end - v) : 0;
+    if (n > 127)
+        n = 127;
+    memcpy(lg->data + lg->method_len + lg->uri_len + lg->host_len + lg->ua_len, v, n);
+    lg->trace_len = n;
+}
+
 static void exchange_free(struct rlb_worker *w, struct rlb_exchange *ex)
 {
+    if (ex->log) {
+        log_request(w, ex);
+        free(ex->log);
+        ex->log = NULL;
+    }
     rlb_bq_clear(&w->segs, &ex->retry);
     if (ex->target)
         atomic_fetch_sub_explicit(&ex->target->inflight, 1, memory_order_relaxed);
@@ -672,6 +798,9 @@ static void forward(struct rlb_conn *c, const struct rlb_action *a, struct rlb_f
         rlb_conn_lb_error(c, 500);
         return;
     }
+    ex->actions |= RLB_ACCESSLOG_ACT_FORWARD;
+    if (ex->log)
+        log_trace(ex, b->data, n);
     struct rlb_bq req = {0};
     rlb_bq_push(&req, seg);
     ex->group = g;
@@ -740,6 +869,12 @@ static void handle_head(struct rlb_conn *c, const char *buf, uint32_t len,
     int err = rlb_http1_parse_head(&ex->req, &ex->reqctx, (char *)buf, len);
     int status = validate_request(h, err, buf, len);
     ex->reqctx.head = NULL;
+    ex->head_us = rlb_now_us();
+    /* Bytes before this request: what arrived, less what is still unread, less the head. */
+    ex->bytes_in0 = c->st.bytes_in - c->in->bytes - len;
+    ex->bytes_out0 = c->st.bytes_out + rlb_conn_pending(c);
+    if (rlb_accesslog_on())
+        log_capture(ex, h, err);
     ex->method = h->method_id;
     ex->is_head = err == HPE_OK && h->method_id == HTTP_HEAD;
     ex->http10 = h->minor == 0;
@@ -795,12 +930,16 @@ static void handle_head(struct rlb_conn *c, const char *buf, uint32_t len,
     }
     case RLB_ACTION_REDIRECT:
         rlb_metrics_redirect(w->metrics);
+        ex->actions |= RLB_ACCESSLOG_ACT_REDIRECT;
+        ex->lb_status = a->redirect.status_code == 302 ? 302 : 301;
         respond_redirect(c, a, &rq, lc);
         if (!(c->st.flags & RLB_ST_CLOSED))
             c->state = RLB_C_LOCAL;
         break;
     case RLB_ACTION_FIXED_RESPONSE:
         rlb_metrics_fixed_response(w->metrics);
+        ex->actions |= RLB_ACCESSLOG_ACT_FIXED;
+        ex->lb_status = (uint16_t)a->fixed.status_code;
         respond_local(c, a->fixed.status_code, a->fixed.content_type ? a->fixed.content_type
                       : "text/plain", a->fixed.body ? a->fixed.body : "",
                       (uint32_t)a->fixed.body_len, NULL, c->close_after);

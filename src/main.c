@@ -29,11 +29,13 @@
 #endif
 
 #include "ringlb/action.h"
+#include "ringlb/accesslog.h"
 #include "ringlb/admin.h"
 #include "ringlb/config.h"
 #include "ringlb/health.h"
 #include "ringlb/http1.h"
 #include "ringlb/log.h"
+#include "ringlb/metrics.h"
 #include "ringlb/snapshot.h"
 #include "ringlb/targets.h"
 #include "ringlb/timer.h"
@@ -139,6 +141,10 @@ static int reload(struct main_state *ms)
         return -EINVAL;
     }
     rlb_config_errors_free(&errs);
+    rlb_metrics_set_window(cfg->metrics.window_ms);
+    if (rlb_accesslog_set_path(cfg->access_log.path) < 0)
+        rlb_log_error("access_log.path %s cannot be opened; logging stays as it was",
+                      cfg->access_log.path);
     struct rlb_snapshot *cur = rlb_snapshot_current();
     uint64_t gen = cur->generation + 1;
     struct rlb_snapshot *s = rlb_snapshot_build(cfg, cur, rlb_workers_count(), gen);
@@ -182,6 +188,10 @@ static int dispatch(struct main_state *ms, uint64_t ud, int res)
                 rlb_workers_join(2000);
                 ms->stopping = true;
                 return -1;
+            case SIGUSR1:
+                if (rlb_accesslog_reopen() < 0)
+                    rlb_log_error("access log: cannot reopen %s", "(access_log.path)");
+                break;
             default:
                 break;
             }
@@ -232,6 +242,12 @@ static int run(struct main_state *ms)
         return 2;
     }
 
+    rlb_metrics_init(cfg->metrics.window_ms, rlb_now_ms());
+    if (cfg->access_log.path && rlb_accesslog_start(cfg->access_log.path) < 0) {
+        rlb_log_error("access_log.path %s: cannot open", cfg->access_log.path);
+        rlb_config_free(cfg);
+        return 1;
+    }
     struct rlb_snapshot *snap = rlb_snapshot_build(cfg, NULL, n, 1);
     if (!snap) {
         const char *why = rlb_snapshot_last_error();
@@ -239,6 +255,7 @@ static int run(struct main_state *ms)
         /* An unloadable certificate is a configuration error; anything else is runtime. */
         return strncmp(why, "listener ", 9) == 0 ? 2 : 1;
     }
+    rlb_metrics_snapshot_prepare(snap);
     rlb_snapshot_set_current(snap);
     int ret = rlb_workers_start(n, snap);
     if (ret < 0) {
@@ -315,6 +332,7 @@ static int run(struct main_state *ms)
                 cqe = NULL;
         }
         rlb_timer_wheel_run(&main_timers, rlb_now_ms());
+        rlb_metrics_tick(rlb_now_ms());
     }
 out:
     rlb_admin_stop(&ms->ring);
@@ -325,6 +343,11 @@ out:
     close(ms->sfd);
     rlb_snapshot_set_current(NULL);
     rlb_targets_destroy();
+    if (rlb_workers_count() == 0) {
+        /* Shards are freed only once no worker can write to them any more. */
+        rlb_accesslog_stop();
+        rlb_metrics_shutdown();
+    }
     rlb_log_info("stopped");
     return exit_code;
 }

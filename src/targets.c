@@ -21,6 +21,7 @@
 
 #include "ringlb/health.h"
 #include "ringlb/log.h"
+#include "ringlb/metrics.h"
 #include "ringlb/worker.h"
 
 #define container_of(p, type, member) ((type *)(void *)((char *)(p)-offsetof(type, member)))
@@ -250,6 +251,7 @@ void rlb_targets_publish(struct rlb_snapshot *s)
             }
         }
     }
+    rlb_metrics_snapshot_prepare(s);
     rlb_snapshot_set_current(s);
     rlb_workers_publish(s);
     rlb_health_sync(s);

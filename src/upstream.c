@@ -458,6 +458,7 @@ static int relay_head(struct rlb_upconn *u)
     unsigned flags = 0;
     bool tunnel = h->status == 101 && ex->upgrade;
     ex->target_status = h->status;
+    ex->resp_us = rlb_now_us();
     if (ex->group)
         rlb_metrics_target_response(w->metrics, ex->group->metric_id, h->status,
                                     rlb_now_us() - ex->sent_us);

@@ -86,6 +86,14 @@ struct rlb_upconn {
     bool reusable;                 /* false once anything makes reuse unsafe */
 };
 
+/* What the access log needs of a request after its head is gone. Owner: the exchange. */
+struct rlb_exchange_log {
+    uint64_t created_rt_us;        /* CLOCK_REALTIME µs of the head */
+    uint32_t method_len, uri_len, host_len, ua_len, trace_len;
+    uint8_t major, minor;
+    char data[];                   /* method, uri, host, user agent, trace id, back to back */
+};
+
 /* One request/response in flight. Owner: the client connection (c->ex). */
 struct rlb_exchange {
     struct rlb_conn *c;
@@ -118,6 +126,12 @@ struct rlb_exchange {
     bool dechunk;
     bool resp_close;               /* the client connection closes after this response */
     bool desync_close;             /* Ambiguous under defensive: close both sides afterwards */
+    uint8_t actions;               /* RLB_ACCESSLOG_ACT_* executed */
+    /* Access log (only while it is on): copies of the request's facts, and times. */
+    struct rlb_exchange_log *log;
+    uint64_t head_us;              /* monotonic µs when the head was complete */
+    uint64_t resp_us;              /* monotonic µs when the response head arrived */
+    uint64_t bytes_in0, bytes_out0; /* the connection's byte counters at the start */
     uint8_t desync_tier;           /* enum rlb_desync_tier of the request */
     uint8_t desync_reason;         /* enum rlb_desync_reason */
     /* Everything above is zeroed for each request; the parsers below are initialised. */
