@@ -33,6 +33,7 @@ import atexit
 import ctypes
 import json
 import os
+import random
 import re
 import signal
 import socket
@@ -99,9 +100,24 @@ def run(argv, timeout=30, text=True, **kw):
                           preexec_fn=_child_setup, **kw)
 
 
+_port_rng = random.Random(os.getpid() ^ int(time.time() * 1000))
+
+
 def free_port(host=LOCALHOST):
-    """A TCP port that is free right now on host (bind port 0, read it, close)."""
+    """A TCP port that is free right now on host. Chosen at random below the kernel's
+    ephemeral range (32768+), so that outgoing connections (ringlb to its targets, clients)
+    cannot take it between this call and the bind that uses it; bench ports are avoided."""
     fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+    for _ in range(200):
+        port = _port_rng.randrange(20000, 32000)
+        if 18000 <= port < 20000:
+            continue
+        with socket.socket(fam, socket.SOCK_STREAM) as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+            return port
     with socket.socket(fam, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return s.getsockname()[1]
