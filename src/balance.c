@@ -65,15 +65,50 @@ static bool candidate(const struct rlb_target *t, bool open, const uint32_t *ski
     return s != RLB_TARGET_DRAINING && s != RLB_TARGET_UNUSED;
 }
 
+/* Slow start: how far (0..1024) target t is through its linear ramp at `now`. */
+static uint32_t ramp_of(const struct rlb_target *t, uint64_t slow_ms, uint64_t now)
+{
+    uint64_t since = atomic_load_explicit(&t->routable_since_ms, memory_order_relaxed);
+    if (since == 0 || now >= since + slow_ms)
+        return 1024;
+    return (uint32_t)((now - since) * 1024 / slow_ms);
+}
+
+/* Does a target still in its slow-start ramp take this request? It does with probability
+ * ramp/1024 — but only while the group has a routable target past its ramp (as on the ALB,
+ * a target does not enter slow start when no healthy target is out of it). */
+static bool ramp_accepts(const struct rlb_group *g, const struct rlb_target *t, uint64_t now,
+                         uint64_t r, bool *have_ramped, bool *checked)
+{
+    uint64_t slow = g->cfg->slow_start_ms;
+    uint32_t ramp = ramp_of(t, slow, now);
+    if (ramp >= 1024)
+        return true;
+    if (!*checked) {
+        *checked = true;
+        *have_ramped = false;
+        for (size_t i = 0; i < g->n_targets; i++)
+            if (rlb_target_routable(g->targets[i]) && ramp_of(g->targets[i], slow, now) >= 1024)
+                *have_ramped = true;
+    }
+    if (!*have_ramped)
+        return true;
+    r ^= r >> 31;
+    r *= 0x9e3779b97f4a7c15ull;
+    return (uint32_t)(r >> 54) < ramp; /* 10 random bits against the ramp */
+}
+
 struct rlb_target *rlb_balance_target(struct rlb_group *g, unsigned worker,
                                       const uint32_t *skip, unsigned n_skip, bool *fail_open,
-                                      uint64_t rnd)
+                                      uint64_t rnd, uint64_t now_ms)
 {
     size_t n = g->n_targets;
     *fail_open = false;
     if (n == 0)
         return NULL;
     struct rlb_balance_slot *slot = &g->slots[worker];
+    bool slow = g->cfg->slow_start_ms > 0;
+    bool have_ramped = false, checked = false;
     for (int pass = 0; pass < 2; pass++) {
         bool open = pass == 1;
         uint64_t start = slot->rr;
@@ -105,6 +140,10 @@ struct rlb_target *rlb_balance_target(struct rlb_group *g, unsigned worker,
                 struct rlb_target *t = g->targets[k];
                 if (!candidate(t, open, skip, n_skip))
                     continue;
+                if (slow && !open &&
+                    !ramp_accepts(g, t, now_ms, rnd ^ (k * 0x632be59bd9b4e019ull), &have_ramped,
+                                  &checked))
+                    continue;
                 seen++;
                 r = r * 6364136223846793005ull + 1442695040888963407ull;
                 if ((r >> 33) % seen == 0) {
@@ -117,11 +156,15 @@ struct rlb_target *rlb_balance_target(struct rlb_group *g, unsigned worker,
         default: /* round robin */
             for (size_t k = 0; k < n; k++) {
                 struct rlb_target *t = g->targets[(start + k) % n];
-                if (candidate(t, open, skip, n_skip)) {
-                    best = t;
-                    best_k = k;
-                    break;
-                }
+                if (!candidate(t, open, skip, n_skip))
+                    continue;
+                if (slow && !open &&
+                    !ramp_accepts(g, t, now_ms, rnd + k * 0x632be59bd9b4e019ull, &have_ramped,
+                                  &checked))
+                    continue;
+                best = t;
+                best_k = k;
+                break;
             }
             break;
         }

@@ -350,6 +350,24 @@ void rlb_conn_close_idle(struct rlb_worker *w)
     }
 }
 
+void rlb_conn_cut_unused(struct rlb_worker *w)
+{
+    struct rlb_conn *c = w->conns;
+    while (c) {
+        struct rlb_conn *next = c->next;
+        struct rlb_exchange *ex = c->ex;
+        if (ex && ex->u && ex->target &&
+            atomic_load_explicit(&ex->target->state, memory_order_relaxed) == RLB_TARGET_UNUSED) {
+            /* Draining timed out (the ALB answers 502). */
+            if (!ex->resp_started)
+                rlb_conn_lb_error(c, 502);
+            else
+                rlb_conn_abort(c);
+        }
+        c = next;
+    }
+}
+
 void rlb_conn_close_all(struct rlb_worker *w)
 {
     while (w->conns)
@@ -767,7 +785,8 @@ static void forward(struct rlb_conn *c, const struct rlb_action *a, struct rlb_f
     }
     bool fail_open = false;
     struct rlb_target *t =
-        g ? rlb_balance_target(g, w->id, NULL, 0, &fail_open, rlb_worker_rand(w)) : NULL;
+        g ? rlb_balance_target(g, w->id, NULL, 0, &fail_open, rlb_worker_rand(w), w->now_ms)
+          : NULL;
     if (!t) {
         rlb_conn_lb_error(c, 503);
         return;

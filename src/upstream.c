@@ -218,6 +218,19 @@ void rlb_upstream_release(struct rlb_exchange *ex)
     rlb_stream_want_recv(&u->st, true);
 }
 
+void rlb_upstream_prune(struct rlb_worker *w)
+{
+    for (uint32_t i = 0; i < w->n_pools; i++) {
+        struct rlb_upconn *u = w->pools[i].head;
+        if (!u)
+            continue;
+        int st = atomic_load_explicit(&u->target->state, memory_order_relaxed);
+        if (st == RLB_TARGET_DRAINING || st == RLB_TARGET_UNUSED)
+            while (w->pools[i].head)
+                up_close(w->pools[i].head, false);
+    }
+}
+
 void rlb_upstream_close_idle(struct rlb_worker *w)
 {
     for (uint32_t i = 0; i < w->n_pools; i++)
@@ -290,7 +303,7 @@ static void up_on_connect(struct rlb_stream *s, int res)
         bool fail_open;
         struct rlb_target *t = rlb_balance_target(ex->group, s->w->id, ex->tried_slots,
                                                   ex->n_tried, &fail_open,
-                                                  rlb_worker_rand(s->w));
+                                                  rlb_worker_rand(s->w), s->w->now_ms);
         if (t && try_again(u, t))
             return;
     }

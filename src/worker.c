@@ -216,6 +216,10 @@ static void take_inbox(struct rlb_worker *w)
     struct rlb_held_snapshot *h = old ? held_find(w, old) : NULL;
     if (h && h->users == 0)
         held_drop(w, h);
+    /* Registration changes come as new snapshots: stop reusing connections to draining
+     * targets, and end what is still in flight on targets whose delay is over. */
+    rlb_upstream_prune(w);
+    rlb_conn_cut_unused(w);
 }
 
 /* ---- the loop --------------------------------------------------------------------------- */

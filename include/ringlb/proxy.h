@@ -182,4 +182,11 @@ void rlb_upstream_release(struct rlb_exchange *ex);
 /* Close every idle pooled connection of the worker. */
 void rlb_upstream_close_idle(struct rlb_worker *w);
 
+/* Close the idle pooled connections of targets that are draining or gone. Worker. */
+void rlb_upstream_prune(struct rlb_worker *w);
+
+/* End the requests still in flight on targets whose deregistration delay is over (state
+ * unused): 502 when no response byte came yet, else the response is cut. Worker. */
+void rlb_conn_cut_unused(struct rlb_worker *w);
+
 #endif

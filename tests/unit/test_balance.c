@@ -11,6 +11,7 @@ static struct rlb_target *tp[N];
 static struct rlb_target_group_cfg gcfg;
 static struct rlb_balance_slot slots[2];
 static struct rlb_group g;
+static uint64_t now_ms = 1000000;
 
 static void setup(enum rlb_algorithm alg)
 {
@@ -32,7 +33,7 @@ static void setup(enum rlb_algorithm alg)
 
 static int pick(unsigned worker, const uint32_t *skip, unsigned n_skip, bool *fo, uint64_t r)
 {
-    struct rlb_target *x = rlb_balance_target(&g, worker, skip, n_skip, fo, r);
+    struct rlb_target *x = rlb_balance_target(&g, worker, skip, n_skip, fo, r, now_ms);
     return x ? (int)(x - t) : -1;
 }
 
@@ -119,11 +120,46 @@ TEST(weighted_random_spreads)
     }
 }
 
+TEST(slow_start_ramps_linearly)
+{
+    setup(RLB_ALG_ROUND_ROBIN);
+    gcfg.slow_start_ms = 30000;
+    bool fo;
+    /* targets 0 and 1 are long healthy; target 2 became healthy at now_ms */
+    atomic_store(&t[0].routable_since_ms, 1);
+    atomic_store(&t[1].routable_since_ms, 1);
+    uint64_t x = 0x1234567;
+    int shares[3];
+    uint64_t at[3] = {0, 15000, 30000};
+    for (int phase = 0; phase < 3; phase++) {
+        atomic_store(&t[2].routable_since_ms, now_ms - at[phase]);
+        int counts[N] = {0};
+        for (int i = 0; i < 3000; i++) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            counts[pick(0, NULL, 0, &fo, x)]++;
+        }
+        shares[phase] = counts[2];
+    }
+    CHECK(shares[0] < 60);                      /* just healthy: almost nothing */
+    CHECK(shares[1] > 500 && shares[1] < 950);  /* half way: about half a share */
+    CHECK(shares[2] > 900 && shares[2] < 1100); /* ramp over: a full third */
+    /* every target ramping (none past its ramp): no slow start, even split */
+    for (int i = 0; i < N; i++)
+        atomic_store(&t[i].routable_since_ms, now_ms);
+    int counts[N] = {0};
+    for (int i = 0; i < 300; i++)
+        counts[pick(0, NULL, 0, &fo, (uint64_t)i * 7919)]++;
+    CHECK(counts[0] == 100 && counts[1] == 100 && counts[2] == 100);
+}
+
 int main(void)
 {
     RUN(round_robin_even_and_skips_unhealthy);
     RUN(fail_open_when_nothing_is_healthy);
     RUN(least_outstanding_requests);
     RUN(weighted_random_spreads);
+    RUN(slow_start_ramps_linearly);
     return TEST_SUMMARY();
 }
