@@ -784,9 +784,29 @@ static void forward(struct rlb_conn *c, const struct rlb_action *a, struct rlb_f
             ex->sticky_duration_s = 1;
     }
     bool fail_open = false;
-    struct rlb_target *t =
-        g ? rlb_balance_target(g, w->id, NULL, 0, &fail_open, rlb_worker_rand(w), w->now_ms)
-          : NULL;
+    struct rlb_target *t = NULL;
+    bool tg_sticky = g && g->cfg->stickiness.enabled;
+    if (tg_sticky) {
+        /* Target stickiness (AWSALB): a valid cookie pins the client to its target while
+         * that target stays routable. */
+        size_t vlen;
+        const char *v = rlb_cookie_find(h, "AWSALB", &vlen);
+        uint64_t tid;
+        if (v && rlb_sticky_decode(v, vlen, (uint64_t)time(NULL), &tid))
+            for (size_t i = 0; i < g->n_targets && !t; i++)
+                if (g->targets[i]->id_hash == tid && rlb_target_routable(g->targets[i]))
+                    t = g->targets[i];
+        if (!t)
+            rlb_metrics_non_sticky(w->metrics, g->metric_id);
+    }
+    if (!t && g)
+        t = rlb_balance_target(g, w->id, NULL, 0, &fail_open, rlb_worker_rand(w), w->now_ms);
+    if (t && tg_sticky) {
+        ex->sticky_target = t->id_hash;
+        ex->target_sticky_s = g->cfg->stickiness.duration_ms / 1000;
+        if (!ex->target_sticky_s)
+            ex->target_sticky_s = 1;
+    }
     if (!t) {
         rlb_conn_lb_error(c, 503);
         return;

@@ -131,6 +131,17 @@ static void format_addr(const struct rlb_sockaddr *a, char *out, size_t n)
         snprintf(out, n, "%s:%u", ip, rlb_sockaddr_port(a));
 }
 
+/* FNV-1a of a group name: its opaque, stable id in stickiness cookies. */
+static uint64_t name_hash(const char *s)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (; *s; s++) {
+        h ^= (unsigned char)*s;
+        h *= 1099511628211ull;
+    }
+    return h;
+}
+
 struct rlb_target *rlb_target_new(const char *group, const struct rlb_sockaddr *addr, int state,
                                   int reason)
 {
@@ -146,6 +157,7 @@ struct rlb_target *rlb_target_new(const char *group, const struct rlb_sockaddr *
     slot_take(&t->slot);
     t->addr = *addr;
     format_addr(addr, t->name, sizeof(t->name));
+    t->id_hash = name_hash(group) * 31 ^ name_hash(t->name);
     atomic_init(&t->state, state);
     atomic_init(&t->reason, reason);
     atomic_init(&t->inflight, 0);
@@ -173,17 +185,6 @@ static struct rlb_balance_slot *slots_new(unsigned n_workers)
     if (s)
         memset(s, 0, sizeof(*s) * (n_workers ? n_workers : 1));
     return s;
-}
-
-/* FNV-1a of a group name: its opaque, stable id in stickiness cookies. */
-static uint64_t name_hash(const char *s)
-{
-    uint64_t h = 1469598103934665603ull;
-    for (; *s; s++) {
-        h ^= (unsigned char)*s;
-        h *= 1099511628211ull;
-    }
-    return h;
 }
 
 static int forward_build(struct rlb_snapshot *s, const struct rlb_action *a,

@@ -497,18 +497,32 @@ static int relay_head(struct rlb_upconn *u)
         flags |= RLB_RESP_CLOSE;
     else if (ex->http10)
         flags |= RLB_RESP_KEEPALIVE10;
-    char cookie[256];
+    char cookie[640];
     const char *extra = NULL;
+    size_t used = 0;
+    bool https = ex->lst->cfg->protocol == RLB_PROTO_HTTPS;
     if (ex->sticky_duration_s && !tunnel) {
         /* Target-group stickiness: (re)issue AWSALBTG naming the chosen group. */
         char v[RLB_STICKY_COOKIE_LEN + 1];
         uint64_t expires = (uint64_t)time(NULL) + ex->sticky_duration_s;
         rlb_sticky_encode(ex->sticky_group, expires, v);
         const char *date = rlb_http1_date_at(expires);
-        bool https = ex->lst->cfg->protocol == RLB_PROTO_HTTPS;
-        snprintf(cookie, sizeof(cookie),
-                 "Set-Cookie: AWSALBTG=%s; Expires=%s; Path=/\r\n"
-                 "Set-Cookie: AWSALBTGCORS=%s; Expires=%s; Path=/; SameSite=None%s\r\n",
+        used += (size_t)snprintf(cookie + used, sizeof(cookie) - used,
+                                 "Set-Cookie: AWSALBTG=%s; Expires=%s; Path=/\r\n"
+                                 "Set-Cookie: AWSALBTGCORS=%s; Expires=%s; Path=/; "
+                                 "SameSite=None%s\r\n",
+                                 v, date, v, date, https ? "; Secure" : "");
+        extra = cookie;
+    }
+    if (ex->target_sticky_s && !tunnel && used < sizeof(cookie)) {
+        /* Target stickiness (lb_cookie): AWSALB names the target. */
+        char v[RLB_STICKY_COOKIE_LEN + 1];
+        uint64_t expires = (uint64_t)time(NULL) + ex->target_sticky_s;
+        rlb_sticky_encode(ex->sticky_target, expires, v);
+        const char *date = rlb_http1_date_at(expires);
+        snprintf(cookie + used, sizeof(cookie) - used,
+                 "Set-Cookie: AWSALB=%s; Expires=%s; Path=/\r\n"
+                 "Set-Cookie: AWSALBCORS=%s; Expires=%s; Path=/; SameSite=None%s\r\n",
                  v, date, v, date, https ? "; Secure" : "");
         extra = cookie;
     }

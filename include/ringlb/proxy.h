@@ -109,6 +109,8 @@ struct rlb_exchange {
     uint16_t lb_status;            /* status of an LB-generated answer, 0 when none */
     uint16_t target_status;        /* final status from the target, 0 when none */
     uint64_t sticky_group;         /* group id for the AWSALBTG cookie */
+    uint64_t sticky_target;        /* target id for the AWSALB cookie */
+    uint64_t target_sticky_s;      /* 0: no AWSALB cookie on the response */
     uint64_t sticky_duration_s;    /* 0: no stickiness cookie on the response */
     uint32_t tried_slots[4];       /* targets that refused, skipped for this request */
     uint8_t n_tried;

@@ -60,6 +60,7 @@ struct rlb_target {
     uint32_t slot;                  /* small stable id: index of per-worker idle pools */
     struct rlb_sockaddr addr;
     char name[64];                  /* "ip:port" */
+    uint64_t id_hash;               /* stable opaque id of (group, ip:port): AWSALB cookies */
     char *group_name;               /* the target group it belongs to */
     _Atomic int state;              /* enum rlb_target_state */
     _Atomic int reason;             /* enum rlb_target_reason */
