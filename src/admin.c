@@ -21,6 +21,7 @@
 #include "ringlb/json.h"
 #include "ringlb/log.h"
 #include "ringlb/metrics.h"
+#include "ringlb/scaling.h"
 #include "ringlb/snapshot.h"
 
 #define ADMIN_MAX_REQUEST (1024u * 1024u + 65536u)
@@ -378,6 +379,17 @@ static void get_metrics(struct io_uring *ring, struct admin_conn *c, bool close)
     free(text);
 }
 
+/* GET /api/v1/scaling: the scaling advice of every group with a scaling block (scaling.h). */
+static void get_scaling(struct io_uring *ring, struct admin_conn *c, bool close)
+{
+    struct jdoc d;
+    if (!jdoc_init(&d)) {
+        send_json_error(ring, c, 500, "out of memory", true);
+        return;
+    }
+    send_json(ring, c, 200, &d, jcheck(&d, rlb_scaling_json(&d.j, 0)), close, NULL);
+}
+
 /* Route one complete request. */
 static void handle(struct io_uring *ring, struct admin_conn *c, const char *method,
                    size_t mlen, const char *url, size_t ulen, bool keep_alive)
@@ -403,6 +415,15 @@ static void handle(struct io_uring *ring, struct admin_conn *c, const char *meth
             return;
         }
         get_metrics(ring, c, !keep_alive);
+        return;
+    }
+    if (plen == 15 && memcmp(url, "/api/v1/scaling", 15) == 0) {
+        if (!get) {
+            send_json_error_ex(ring, c, 405, "method not allowed", !keep_alive,
+                               "Allow: GET\r\n");
+            return;
+        }
+        get_scaling(ring, c, !keep_alive);
         return;
     }
     if (plen >= tg_len && memcmp(url, tg_prefix, tg_len) == 0 &&

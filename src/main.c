@@ -36,6 +36,7 @@
 #include "ringlb/http1.h"
 #include "ringlb/log.h"
 #include "ringlb/metrics.h"
+#include "ringlb/scaling.h"
 #include "ringlb/snapshot.h"
 #include "ringlb/targets.h"
 #include "ringlb/timer.h"
@@ -291,6 +292,7 @@ static int run(struct main_state *ms)
     rlb_timer_wheel_init(&main_timers, rlb_now_ms());
     rlb_targets_init(&main_timers);
     rlb_health_init(&ms->ring, &main_timers);
+    rlb_scaling_init();
     rlb_health_sync(snap);
     rlb_log_info("ringlb %s running with %u worker thread(s)", RINGLB_VERSION, n);
     arm_signal(ms);
@@ -333,6 +335,7 @@ static int run(struct main_state *ms)
         }
         rlb_timer_wheel_run(&main_timers, rlb_now_ms());
         rlb_metrics_tick(rlb_now_ms());
+        rlb_scaling_tick(rlb_snapshot_current(), rlb_now_ms());
     }
 out:
     rlb_admin_stop(&ms->ring);
@@ -340,6 +343,7 @@ out:
     io_uring_queue_exit(&ms->ring);
     rlb_admin_destroy();
     rlb_health_destroy();
+    rlb_scaling_stop();
     close(ms->sfd);
     rlb_snapshot_set_current(NULL);
     rlb_targets_destroy();

@@ -31,6 +31,7 @@
 #include <string.h>
 
 #include "ringlb/accesslog.h"
+#include "ringlb/scaling.h"
 #include "ringlb/snapshot.h"
 
 #define LISTENER_FIELDS (sizeof(struct rlb_metrics_listener_ctr) / sizeof(uint64_t))
@@ -597,6 +598,8 @@ void rlb_metrics_tick(uint64_t now_ms)
 
 /* ---- windows (main thread) -------------------------------------------------------------- */
 
+uint64_t rlb_metrics_windows_closed(void) { return win.boundaries; }
+
 double rlb_metrics_quantile(const uint64_t buckets[RLB_METRICS_N_BUCKETS], double q)
 {
     uint64_t count = 0;
@@ -1017,6 +1020,8 @@ int rlb_metrics_render(FILE *f, const struct rlb_snapshot *current)
            "Failed access log writes (no CloudWatch equivalent).");
     series(f, "ringlb_access_log_write_errors_total", NULL, NULL, NULL, NULL);
     value_u64(f, as.write_errors);
+
+    rlb_scaling_render_prometheus(f); /* ringlb_scaling_desired_targets (scaling.c) */
 
     family(f, "ringlb_metrics_lost_total", "counter",
            "Metric increments without a counter (id space or memory exhausted; no CloudWatch "

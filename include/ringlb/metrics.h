@@ -391,6 +391,11 @@ int rlb_metrics_snapshot_prepare(const struct rlb_snapshot *s);
  * thread. */
 void rlb_metrics_tick(uint64_t now_ms);
 
+/* Number of windows closed since rlb_metrics_init() (0 = no complete window yet); a change
+ * means a new "last complete window" (the scaling advisor decides once per window). Main
+ * thread. */
+uint64_t rlb_metrics_windows_closed(void);
+
 /* A group's values over the last complete window. */
 struct rlb_metrics_window {
     bool complete;             /* false until one whole window has passed */
