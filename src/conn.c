@@ -537,7 +537,11 @@ void rlb_conn_lb_error(struct rlb_conn *c, int status)
     respond_local(c, status, NULL, NULL, 0, NULL, close);
     if (c->st.flags & RLB_ST_CLOSED)
         return;
-    if (!ex) {
+    if (close) {
+        /* Nothing more is read from this client: drop what it sent, finish, FIN. */
+        rlb_bq_clear(&w->segs, c->in);
+        c->close_after = true;
+        finish_request(c);
         begin_shutdown(c);
         return;
     }
