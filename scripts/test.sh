@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # test.sh — install what is missing, build release and ASan+UBSan, run the whole suite with
-# ctest in both builds. Exits non-zero on any failure. .ci/run calls exactly this.
+# ctest in both builds, then each libFuzzer target for FUZZ_SECONDS (default 30). Exits
+# non-zero on any failure. .ci/run calls exactly this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
@@ -16,6 +17,10 @@ echo "== ASan+UBSan build: ctest"
 export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:quarantine_size_mb=16"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
 (cd build-asan && ctest --output-on-failure -j2 --timeout 900) || status=1
+
+# Fuzzing (libFuzzer, clang; bounded): request head path and configuration loader.
+echo "== fuzz targets (${FUZZ_SECONDS:-30}s each)"
+FUZZ_SECONDS=${FUZZ_SECONDS:-30} scripts/fuzz.sh || status=1
 
 if [[ $status -ne 0 ]]; then
     echo "test.sh: FAILED" >&2

@@ -29,7 +29,7 @@ static void classify(const char *p, size_t n)
         __builtin_trap();
 }
 
-static int parse(llhttp_t *p, struct rlb_http_ctx *ctx, struct rlb_http_head *h, const char *buf,
+static int parse(llhttp_t *p, struct rlb_http_ctx *ctx, struct rlb_http_head *h, char *buf,
                  uint32_t len)
 {
     memset(ctx, 0, sizeof(*ctx));
