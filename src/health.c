@@ -259,6 +259,28 @@ static void submit_op(struct rlb_health_target *hc)
     hc->op_pending = true;
 }
 
+/* Does target t's group (in the current snapshot) have another healthy target past its
+ * slow-start ramp? Without one, a target becoming healthy does not enter slow start (ALB). */
+static bool has_ramped_peer(const struct rlb_target *t, const struct rlb_target_group_cfg *gc,
+                            uint64_t now)
+{
+    const struct rlb_snapshot *s = rlb_snapshot_current();
+    for (size_t g = 0; s && g < s->cfg->n_target_groups; g++) {
+        const struct rlb_group *grp = &s->groups[g];
+        if (strcmp(grp->cfg->name, gc->name) != 0)
+            continue;
+        for (size_t i = 0; i < grp->n_targets; i++) {
+            const struct rlb_target *o = grp->targets[i];
+            if (o == t || atomic_load(&o->state) != RLB_TARGET_HEALTHY)
+                continue;
+            uint64_t since = atomic_load(&o->routable_since_ms);
+            if (since == 0 || since + gc->slow_start_ms <= now)
+                return true;
+        }
+    }
+    return false;
+}
+
 static void finish(struct rlb_health_target *hc, enum rlb_health_result r)
 {
     if (hc->fd >= 0) {
@@ -274,8 +296,13 @@ static void finish(struct rlb_health_target *hc, enum rlb_health_result r)
                     cfg->unhealthy_threshold);
     if (state == old_state && reason == old_reason)
         return;
-    if (state == RLB_TARGET_HEALTHY && old_state != RLB_TARGET_HEALTHY)
-        atomic_store_explicit(&t->routable_since_ms, rlb_now_ms(), memory_order_relaxed);
+    if (state == RLB_TARGET_HEALTHY && old_state != RLB_TARGET_HEALTHY) {
+        /* Start of its slow-start ramp (0 = no ramp: no other healthy target is past its
+         * own, e.g. the first targets after start). */
+        uint64_t now = rlb_now_ms();
+        bool ramp = hc->gc->slow_start_ms > 0 && has_ramped_peer(t, hc->gc, now);
+        atomic_store_explicit(&t->routable_since_ms, ramp ? now : 0, memory_order_relaxed);
+    }
     rlb_target_set_state(t, state, reason);
     if (state != old_state) {
         const char *why = rlb_target_reason_name(reason);
