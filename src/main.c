@@ -18,6 +18,7 @@
 #include <openssl/crypto.h>
 #include <pwd.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,8 +39,10 @@
 #include "ringlb/metrics.h"
 #include "ringlb/scaling.h"
 #include "ringlb/snapshot.h"
+#include "ringlb/state.h"
 #include "ringlb/targets.h"
 #include "ringlb/timer.h"
+#include "ringlb/weights.h"
 #include "ringlb/worker.h"
 
 int rlb_route_main(int argc, char **argv);
@@ -128,35 +131,104 @@ static void arm_signal(struct main_state *ms)
     io_uring_sqe_set_data64(sqe, RLB_MAIN_SIGNAL);
 }
 
-/* Reload the configuration file; on success publish a new snapshot. Returns 0 or -EINVAL. */
-static int reload(struct main_state *ms)
+/* Append a formatted message to errs (NULL: nothing; out of memory: dropped). */
+static void errs_add(struct rlb_config_errors *errs, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void errs_add(struct rlb_config_errors *errs, const char *fmt, ...)
+{
+    if (!errs)
+        return;
+    char *msg = NULL;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vasprintf(&msg, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    char **m = realloc(errs->msgs, (errs->n + 1) * sizeof(*m));
+    if (!m) {
+        free(msg);
+        return;
+    }
+    errs->msgs = m;
+    errs->msgs[errs->n++] = msg;
+}
+
+static bool same_str(const char *a, const char *b)
+{
+    return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+/* Reload the configuration file; on success publish a new snapshot (runtime registrations and
+ * weights kept, state_file rewritten when it moved or weights were dropped) and store its
+ * generation in *gen_out (may be NULL). On failure the running configuration stays; the
+ * reasons are logged and appended to errs_out (may be NULL). Shared by SIGHUP and
+ * POST /api/v1/reload. Returns 0, -EINVAL or -ENOMEM. */
+static int reload(struct main_state *ms, struct rlb_config_errors *errs_out, uint64_t *gen_out)
 {
     struct rlb_config_errors errs = {0};
     struct rlb_config *cfg = rlb_config_load(ms->config_path, &errs);
     if (!cfg) {
         rlb_log_error("reload of %s rejected; the running configuration stays:",
                       ms->config_path);
-        for (size_t i = 0; i < errs.n; i++)
+        for (size_t i = 0; i < errs.n; i++) {
             rlb_log_error("  %s", errs.msgs[i]);
+            errs_add(errs_out, "%s", errs.msgs[i]);
+        }
+        if (errs.n == 0)
+            errs_add(errs_out, "%s: cannot be loaded", ms->config_path);
         rlb_config_errors_free(&errs);
         return -EINVAL;
     }
     rlb_config_errors_free(&errs);
+    char *token = NULL;
+    if (cfg->admin.listen && cfg->admin.token_file) {
+        char terr[512];
+        if (rlb_admin_token_load(cfg->admin.token_file, &token, terr, sizeof(terr)) < 0) {
+            rlb_log_error("reload of %s rejected; the running configuration stays: %s",
+                          ms->config_path, terr);
+            errs_add(errs_out, "%s", terr);
+            rlb_config_free(cfg);
+            return -EINVAL;
+        }
+    }
     rlb_metrics_set_window(cfg->metrics.window_ms);
     if (rlb_accesslog_set_path(cfg->access_log.path) < 0)
         rlb_log_error("access_log.path %s cannot be opened; logging stays as it was",
                       cfg->access_log.path);
     struct rlb_snapshot *cur = rlb_snapshot_current();
     uint64_t gen = cur->generation + 1;
+    bool state_moved = !same_str(cur->cfg->state_file, cfg->state_file);
+    if (cfg->admin.listen && !same_str(cur->cfg->admin.listen, cfg->admin.listen))
+        rlb_log_warn("admin.listen changed to %s: takes effect at the next start",
+                     cfg->admin.listen);
+    bool has_admin = cfg->admin.listen != NULL;
     struct rlb_snapshot *s = rlb_snapshot_build(cfg, cur, rlb_workers_count(), gen);
     if (!s) {
         rlb_log_error("reload rejected (%s); the running configuration stays",
                       rlb_snapshot_last_error());
+        errs_add(errs_out, "%s", rlb_snapshot_last_error());
+        if (token) { /* not applied: wipe it */
+            OPENSSL_cleanse(token, strlen(token));
+            free(token);
+        }
         return -ENOMEM;
     }
     rlb_targets_publish(s); /* workers, health checker; runtime registrations kept */
+    if (has_admin)          /* without an admin block the running admin server keeps its token */
+        rlb_admin_set_token(token);
+    if ((rlb_weights_prune(s->cfg) > 0 || state_moved) && s->cfg->state_file)
+        rlb_state_save(s->cfg->state_file);
     rlb_log_info("configuration reloaded (generation %llu)", (unsigned long long)gen);
+    if (gen_out)
+        *gen_out = gen;
     return 0;
+}
+
+/* POST /api/v1/reload (admin.h). */
+static int admin_reload(void *arg, struct rlb_config_errors *errs, uint64_t *generation)
+{
+    return reload(arg, errs, generation);
 }
 
 /* Handle one completion of the main ring. Returns -1 when the process must exit now
@@ -169,7 +241,7 @@ static int dispatch(struct main_state *ms, uint64_t ud, int res)
         if (res == (int)sizeof(ms->si)) {
             switch (ms->si.ssi_signo) {
             case SIGHUP:
-                reload(ms);
+                reload(ms, NULL, NULL);
                 break;
             case SIGTERM:
             case SIGINT:
@@ -249,6 +321,17 @@ static int run(struct main_state *ms)
         rlb_config_free(cfg);
         return 1;
     }
+    if (cfg->admin.listen && cfg->admin.token_file) {
+        char terr[512];
+        char *token = NULL;
+        if (rlb_admin_token_load(cfg->admin.token_file, &token, terr, sizeof(terr)) < 0) {
+            rlb_log_error("%s", terr);
+            rlb_config_free(cfg);
+            return 2;
+        }
+        rlb_admin_set_token(token);
+    }
+    rlb_state_load(cfg->state_file); /* runtime changes of the last run (state.h) */
     struct rlb_snapshot *snap = rlb_snapshot_build(cfg, NULL, n, 1);
     if (!snap) {
         const char *why = rlb_snapshot_last_error();
@@ -256,6 +339,8 @@ static int run(struct main_state *ms)
         /* An unloadable certificate is a configuration error; anything else is runtime. */
         return strncmp(why, "listener ", 9) == 0 ? 2 : 1;
     }
+    if (rlb_weights_prune(snap->cfg) > 0 && snap->cfg->state_file)
+        rlb_state_save(snap->cfg->state_file);
     rlb_metrics_snapshot_prepare(snap);
     rlb_snapshot_set_current(snap);
     int ret = rlb_workers_start(n, snap);
@@ -272,6 +357,7 @@ static int run(struct main_state *ms)
         rlb_snapshot_set_current(NULL);
         return 1;
     }
+    rlb_admin_set_reload(admin_reload, ms);
     ret = rlb_admin_start(&ms->ring, snap->cfg);
     if (ret < 0) {
         rlb_log_error("admin: cannot listen on %s: %s", snap->cfg->admin.listen,
@@ -347,6 +433,7 @@ out:
     close(ms->sfd);
     rlb_snapshot_set_current(NULL);
     rlb_targets_destroy();
+    rlb_weights_destroy();
     if (rlb_workers_count() == 0) {
         /* Shards are freed only once no worker can write to them any more. */
         rlb_accesslog_stop();

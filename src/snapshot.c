@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "ringlb/targets.h"
+#include "ringlb/weights.h"
 #include "ringlb/worker.h"
 
 static struct rlb_snapshot *current_snapshot;
@@ -187,13 +188,27 @@ static struct rlb_balance_slot *slots_new(unsigned n_workers)
     return s;
 }
 
+/* Index of the target group called `name` in s->cfg (the caller knows it exists). */
+static size_t group_index(const struct rlb_snapshot *s, const char *name)
+{
+    for (size_t g = 0; g < s->cfg->n_target_groups; g++)
+        if (strcmp(s->cfg->target_groups[g].name, name) == 0)
+            return g;
+    return 0;
+}
+
+/* Resolve forward action `a` of listener `lname` (rule `priority`, 0 = default action) into
+ * f: the file's groups and weights, or the runtime override of weights.h when one fits. */
 static int forward_build(struct rlb_snapshot *s, const struct rlb_action *a,
-                         struct rlb_forward *f)
+                         struct rlb_forward *f, const char *lname, uint32_t priority)
 {
     memset(f, 0, sizeof(*f));
     if (a->type != RLB_ACTION_FORWARD)
         return 0;
-    f->n_groups = a->forward.n_groups;
+    const struct rlb_weights_override *ov = rlb_weights_find(lname, priority);
+    if (ov && !rlb_weights_applies(s->cfg, ov))
+        ov = NULL;
+    f->n_groups = ov ? ov->n : a->forward.n_groups;
     f->groups = calloc(f->n_groups, sizeof(*f->groups));
     f->weights = calloc(f->n_groups, sizeof(*f->weights));
     f->group_hash = calloc(f->n_groups, sizeof(*f->group_hash));
@@ -205,8 +220,13 @@ static int forward_build(struct rlb_snapshot *s, const struct rlb_action *a,
         return -ENOMEM;
     memset(f->cur, 0, bytes);
     for (size_t i = 0; i < f->n_groups; i++) {
-        f->groups[i] = &s->groups[a->forward.groups[i].group_index];
-        f->weights[i] = a->forward.groups[i].weight_set ? a->forward.groups[i].weight : 1;
+        if (ov) {
+            f->groups[i] = &s->groups[group_index(s, ov->groups[i])];
+            f->weights[i] = ov->weights[i];
+        } else {
+            f->groups[i] = &s->groups[a->forward.groups[i].group_index];
+            f->weights[i] = a->forward.groups[i].weight_set ? a->forward.groups[i].weight : 1;
+        }
         f->group_hash[i] = name_hash(f->groups[i]->cfg->name);
         f->total_weight += f->weights[i];
     }
@@ -288,9 +308,10 @@ static struct rlb_snapshot *build(struct rlb_config_share *share, const struct r
         if (!l->rule_forwards)
             goto fail;
         for (size_t r = 0; r < l->cfg->n_rules; r++)
-            if (forward_build(s, &l->cfg->rules[r].action, &l->rule_forwards[r]) < 0)
+            if (forward_build(s, &l->cfg->rules[r].action, &l->rule_forwards[r], l->cfg->name,
+                              l->cfg->rules[r].priority) < 0)
                 goto fail;
-        if (forward_build(s, &l->cfg->default_action, &l->default_forward) < 0)
+        if (forward_build(s, &l->cfg->default_action, &l->default_forward, l->cfg->name, 0) < 0)
             goto fail;
         l->router = rlb_router_build(l->cfg);
         if (!l->router)

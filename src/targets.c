@@ -71,6 +71,24 @@ static int overlay_set(const char *group, const struct rlb_sockaddr *addr, bool 
     return 0;
 }
 
+int rlb_targets_overlay_set(const char *group, const struct rlb_sockaddr *addr, bool registered)
+{
+    return overlay_set(group, addr, registered);
+}
+
+size_t rlb_targets_overlay_count(void) { return n_overlay; }
+
+bool rlb_targets_overlay_at(size_t i, const char **group, struct rlb_sockaddr *addr,
+                            bool *registered)
+{
+    if (i >= n_overlay)
+        return false;
+    *group = overlay[i].group;
+    *addr = overlay[i].addr;
+    *registered = overlay[i].registered;
+    return true;
+}
+
 void rlb_targets_destroy(void)
 {
     for (size_t i = 0; i < n_overlay; i++)

@@ -98,7 +98,9 @@ struct rlb_group {
     uint32_t metric_id;             /* rlb_metrics_group_id(cfg->name) */
 };
 
-/* A forward action resolved against the snapshot's groups. */
+/* A forward action resolved against the snapshot's groups: the file's groups and weights, or
+ * the runtime override of weights.h (admin API, deployments) when one applies — then groups and
+ * weights may differ from the configuration's action. */
 struct rlb_forward {
     struct rlb_group **groups;
     uint32_t *weights;

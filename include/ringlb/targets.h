@@ -27,6 +27,7 @@
 #ifndef RINGLB_TARGETS_H
 #define RINGLB_TARGETS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -62,6 +63,18 @@ int rlb_targets_register(const char *group, const struct rlb_sockaddr *addrs, si
  * once (no snapshot change until the delay ends); unknown or already draining targets are left
  * as they are (idempotent). Returns 0, -ENOENT (no such group) or -ENOMEM. Main thread. */
 int rlb_targets_deregister(const char *group, const struct rlb_sockaddr *addrs, size_t n);
+
+/* Set the overlay entry of (group, addr) to registered / deregistered without touching any
+ * snapshot (the state file loader, before the first snapshot is built). Returns 0 or -ENOMEM.
+ * Main thread. */
+int rlb_targets_overlay_set(const char *group, const struct rlb_sockaddr *addr, bool registered);
+
+/* Number of overlay entries, and the i-th one (0 <= i < count), in the order they were first
+ * touched: its group, address and last decision. Returns false when i is out of range. For the
+ * state file and GET /api/v1/config. Main thread. */
+size_t rlb_targets_overlay_count(void);
+bool rlb_targets_overlay_at(size_t i, const char **group, struct rlb_sockaddr *addr,
+                            bool *registered);
 
 /* Forget the runtime overlay (at exit, after the last snapshot is gone). Main thread. */
 void rlb_targets_destroy(void);
