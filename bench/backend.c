@@ -29,6 +29,10 @@
  *   /bad/bigheader    response whose head carries one 40 KiB header
  *   /bad/reset        RST without a response;   /bad/close  FIN without a response
  *   /bad/cl-conflict  response with two differing Content-Length headers, then close
+ *   /bad/cl-te        response with Content-Length and Transfer-Encoding: chunked
+ *   /bad/te-not-last  response with Transfer-Encoding: chunked, gzip (chunked not last)
+ *   /bad/chunk-size   chunked response whose second chunk size is not hex, then close
+ *   /bad/extra        keep-alive response followed by stray bytes on the connection
  * Expect: 100-continue is answered for /echo and /sink. HEAD gets the GET headers, no body.
  */
 #include <arpa/inet.h>
@@ -86,7 +90,8 @@ enum obj_kind { OBJ_LISTENER = 1, OBJ_CONN, OBJ_STOP };
 enum route {
     R_HELLO, R_HEALTH, R_HEALTH_FAIL, R_HEADERS, R_ECHO, R_SINK, R_BYTES, R_STATUS, R_SLEEP,
     R_CLOSE, R_STATS, R_WS, R_BAD_GARBAGE, R_BAD_BIGHEADER, R_BAD_RESET, R_BAD_CLOSE,
-    R_BAD_CL_CONFLICT, R_BAD_REQUEST,
+    R_BAD_CL_CONFLICT, R_BAD_CL_TE, R_BAD_TE_NOT_LAST, R_BAD_CHUNK_SIZE, R_BAD_EXTRA,
+    R_BAD_REQUEST,
 };
 
 enum conn_mode { M_HTTP, M_WS, M_LINGER };
@@ -761,6 +766,14 @@ static void route_request(struct conn *c)
         c->route = R_BAD_CLOSE;
     } else if (path_is(p, plen, "/bad/cl-conflict")) {
         c->route = R_BAD_CL_CONFLICT;
+    } else if (path_is(p, plen, "/bad/cl-te")) {
+        c->route = R_BAD_CL_TE;
+    } else if (path_is(p, plen, "/bad/te-not-last")) {
+        c->route = R_BAD_TE_NOT_LAST;
+    } else if (path_is(p, plen, "/bad/chunk-size")) {
+        c->route = R_BAD_CHUNK_SIZE;
+    } else if (path_is(p, plen, "/bad/extra")) {
+        c->route = R_BAD_EXTRA;
     }
 }
 
@@ -955,6 +968,29 @@ static void request_done(struct conn *c)
         if (!c->is_head)
             out_put(c, "hello", 5);
         c->close_after = true;
+        break;
+    case R_BAD_CL_TE:
+        c->resp_started = true;
+        out_fmt(c, "HTTP/1.1 200 OK\r\nX-Backend: %s\r\nContent-Length: 5\r\n"
+                "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", g.name);
+        c->close_after = true;
+        break;
+    case R_BAD_TE_NOT_LAST:
+        c->resp_started = true;
+        out_fmt(c, "HTTP/1.1 200 OK\r\nX-Backend: %s\r\n"
+                "Transfer-Encoding: chunked, gzip\r\n\r\n5\r\nhello\r\n0\r\n\r\n", g.name);
+        c->close_after = true;
+        break;
+    case R_BAD_CHUNK_SIZE:
+        c->resp_started = true;
+        out_fmt(c, "HTTP/1.1 200 OK\r\nX-Backend: %s\r\nTransfer-Encoding: chunked\r\n\r\n"
+                "5\r\nhello\r\nzz\r\nworld\r\n0\r\n\r\n", g.name);
+        c->close_after = true;
+        break;
+    case R_BAD_EXTRA:
+        c->resp_started = true;
+        out_fmt(c, "HTTP/1.1 200 OK\r\nX-Backend: %s\r\nContent-Length: 5\r\n\r\nhello"
+                "HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nsmuggled", g.name);
         break;
     case R_BAD_REQUEST:
         resp_simple(c, 400, "text/plain", "bad request\n", 12);

@@ -379,6 +379,8 @@ static void begin_shutdown(struct rlb_conn *c)
 {
     c->state = RLB_C_CLOSING;
     c->active_ms = c->st.w->now_ms;
+    if (rlb_conn_pending(c) > 0)
+        rlb_conn_flush(c); /* what was queued still goes out before the FIN */
     if (c->tls && !c->tls_notified && c->tls_out.bytes == 0 &&
         rlb_tls_handshake_done(c->tls)) {
         /* TLS: close_notify before our FIN. */

@@ -447,6 +447,14 @@ static int relay_head(struct rlb_upconn *u)
         ret = -1;
         goto out;
     }
+    if (h->has_transfer_encoding && !h->chunked) {
+        /* Transfer-Encoding whose last coding is not chunked: the length would be the
+         * connection's close, which nothing downstream can check. Never relayed. */
+        u->reusable = false;
+        rlb_conn_lb_error(c, 502);
+        ret = -1;
+        goto out;
+    }
     if (h->has_content_length && h->has_transfer_encoding) {
         /* Conflicting framing from a target is never relayed. */
         u->reusable = false;
