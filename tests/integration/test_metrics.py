@@ -85,6 +85,22 @@ def delta(after, before, name, **labels):
     return after.get(name, **labels) - before.get(name, **labels)
 
 
+def settled_metrics(admin_port):
+    """A scrape once the connections of start-up (the harness' readiness probes) have all
+    been accepted and closed: no active client connection and the same new-connection count
+    in two scrapes 200 ms apart (bounded wait)."""
+    last = [None]
+
+    def settled():
+        m = Metrics(admin_port)
+        n = m.get("ringlb_new_connections_total", side="client")
+        ok = m.get("ringlb_active_connections", side="client") == 0 and last[0] == n
+        last[0] = n
+        return m if ok else None
+
+    return h.wait_for(settled, interval=0.2, what="start-up connections settled")
+
+
 def admin_json(r, path):
     resp = h.http(r.admin_port, "GET", path)
     assert resp.status == 200, resp
@@ -145,7 +161,7 @@ class KnownLoadTest(h.RingTestCase):
             metrics={"window": "1s"})
         r = self.ringlb(cfg)
         main, other = CountingClient(r.port("main")), CountingClient(r.port("other"))
-        before = Metrics(r.admin_port)
+        before = settled_metrics(r.admin_port)
 
         per_target = {}       # backend name -> requests
         per_class = {}        # (group, class) -> responses
@@ -430,7 +446,7 @@ class HealthChecksInvisibleTest(h.RingTestCase):
         h.wait_for(lambda: Metrics(r.admin_port).get("ringlb_healthy_targets",
                                                       target_group="hc") == 2,
                    what="2 healthy targets")
-        before = Metrics(r.admin_port)
+        before = settled_metrics(r.admin_port)
         s1 = b1.stats()["requests"]
         # At least 10 more health checks reach the first target.
         h.wait_for(lambda: b1.stats()["requests"] - s1 >= 10 + 1, timeout=15,
