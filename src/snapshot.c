@@ -11,6 +11,7 @@
  */
 #include "ringlb/snapshot.h"
 
+#include "ringlb/log.h"
 #include "ringlb/metrics.h"
 #include "ringlb/router.h"
 #include "ringlb/tls.h"
@@ -22,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "ringlb/targets.h"
 #include "ringlb/weights.h"
@@ -322,6 +324,15 @@ static struct rlb_snapshot *build(struct rlb_config_share *share, const struct r
                 l->tls = rlb_tls_ctx_ref(prev->listeners[i].tls);
             } else {
                 char err[512];
+                /* Private keys readable by group or others are loaded, with a warning. */
+                for (size_t k = 0; k < l->cfg->n_certificates; k++) {
+                    struct stat st;
+                    const char *key = l->cfg->certificates[k].key;
+                    if (key && stat(key, &st) == 0 && (st.st_mode & 077))
+                        rlb_log_warn("listener %s: private key %s is readable by group or "
+                                     "others (mode %03o); chmod 600 it", l->cfg->name, key,
+                                     (unsigned)(st.st_mode & 0777));
+                }
                 l->tls = rlb_tls_ctx_new(l->cfg, err, sizeof(err));
                 if (!l->tls) {
                     snprintf(last_error, sizeof(last_error), "listener %s: %s", l->cfg->name,
