@@ -38,6 +38,27 @@ ALWAYS_400 = [
 ]
 
 
+# Smuggling families under the default (defensive) mode: the answer, and how many requests
+# the target may see (never two).
+FAMILIES = [
+    ("TE.CL", b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+              b"Content-Length: 4\r\n\r\n5c\r\nGPOST / HTTP/1.1\r\nHost: x\r\n\r\n0\r\n\r\n",
+     {400}, 0),
+    ("TE.TE second TE", b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+                        b"Transfer-Encoding: x\r\n\r\n0\r\n\r\n", {400, 501}, 0),
+    ("TE.TE xchunked", b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: xchunked\r\n\r\n",
+     {400, 501}, 0),
+    ("TE.TE space", b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding : chunked\r\n\r\n"
+                    b"0\r\n\r\n", {400}, 0),
+    ("duplicate CL", b"POST /sink HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+                     b"Content-Length: 5\r\n\r\nhello", {400}, 0),
+    ("bad chunk size", b"POST /sink HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                       b"zz\r\nhello\r\n0\r\n\r\n", {400}, 1),
+    ("NUL in a name", b"GET / HTTP/1.1\r\nHost: x\r\nX\x00Y: 1\r\n\r\n", {400}, 0),
+    ("LF in a name", b"GET / HTTP/1.1\r\nHost: x\r\nX\nY: 1\r\n\r\n", {400}, 0),
+]
+
+
 class Desync(h.RingTestCase):
     def start(self, mode):
         self.b = self.backend("b")
@@ -115,6 +136,25 @@ class Desync(h.RingTestCase):
                     self.assertEqual(n, 0, f"{mode}/{name}: reached the target")
             self.lb.stop()
             self.b.stop()
+
+    def test_smuggling_families_defensive(self):
+        self.start("defensive")
+        for name, raw, statuses, at_most in FAMILIES:
+            with self.subTest(case=name):
+                seen = {}
+
+                def go():
+                    seen["r"], seen["closed"] = self.exchange(raw)
+                n = self.backend_requests(go)
+                self.assertIn(seen["r"].status, statuses, f"{name}: {seen['r']!r}")
+                self.assertTrue(seen["closed"], f"{name}: connection left open")
+                self.assertLessEqual(n, at_most, f"{name}: requests at the target")
+        # chunk extensions and absolute-form targets are legal: served normally
+        r, closed = self.exchange(b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked"
+                                  b"\r\n\r\n5;ext=1\r\nhello\r\n0\r\n\r\n")
+        self.assertEqual((r.status, r.body, closed), (200, b"hello", False))
+        r, closed = self.exchange(b"GET http://x/ HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertEqual((r.status, closed), (200, False))
 
     def test_forwarded_head_is_normalised(self):
         # monitor forwards an obs-fold (Severe), but never as a line break: as spaces

@@ -6,9 +6,11 @@ Run: python3 tests/integration/test_limits.py
 """
 
 import json
+import os
 import re
 import socket
 import time
+import unittest
 
 import harness as h
 
@@ -48,6 +50,23 @@ class Limits(h.RingTestCase):
                 self.assertLBError(r, 408)
                 self.assertTrue(c.wait_closed(3))
         self.assertEqual(self.b.stats_delta(go)["requests"], 0)
+
+    def test_stalled_body_hits_idle_timeout(self):
+        self.start(idle_timeout="1s")
+        with h.Conn(self.port) as c:
+            c.send(b"POST /sink HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789")
+            self.assertTrue(c.wait_closed(8), "a stalled request body kept the connection")
+        self.assertEqual(h.http(self.port, "GET", "/").status, 200)
+
+    @unittest.skipUnless(os.geteuid() == 0, "dropping privileges needs root")
+    def test_user_drops_privileges(self):
+        b = self.backend("b")
+        cfg = h.config_dict(target_groups=[h.target_group("g", [b])], user="nobody")
+        lb = self.ringlb(json.dumps(cfg), threads=1)
+        with open(f"/proc/{lb.proc.pid}/status") as f:
+            uid = next(l.split()[1:] for l in f if l.startswith("Uid:"))
+        self.assertEqual(set(uid), {"65534"}, uid)
+        self.assertEqual(h.http(lb.port("main"), "GET", "/").status, 200)
 
     def test_max_connections(self):
         self.start(max_connections=3)
