@@ -158,7 +158,7 @@ out:
 
 /* --- loading -------------------------------------------------------------------------------- */
 
-/* One pending entry of a state document (pointers into the parsed document). */
+/* One checked target entry of a state document, waiting to be applied. */
 struct pending_target {
     char group[256];
     struct rlb_sockaddr addr;
@@ -208,7 +208,7 @@ static int parse_target(struct fy_node *n, struct pending_target *pt, char *err,
     return 0;
 }
 
-/* A parsed weights entry (names point into the document). */
+/* One checked weights entry (group names point into the parsed document). */
 struct pending_weights {
     char listener[256];
     uint32_t priority;
@@ -246,7 +246,7 @@ static int parse_weights(struct fy_node *n, struct pending_weights *pw, char *er
         size_t nl;
         if (!rlb_json_is_obj(g) || rlb_json_check_keys(g, gkeys, why, sizeof(why)) < 0)
             return fail(err, errlen, "weights", i, "target_groups: bad entry");
-        /* libfyaml keeps the unescaped scalar NUL-terminated only via fy_node_get_scalar0. */
+        /* fy_node_get_scalar0: the unescaped name, NUL-terminated, owned by the document. */
         if (rlb_json_get_str(rlb_json_get(g, "name"), &name, &nl) < 0 || nl == 0)
             return fail(err, errlen, "weights", i, "target_groups: name expected");
         pw->w[k].group = fy_node_get_scalar0(rlb_json_get(g, "name"));

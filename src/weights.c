@@ -295,10 +295,11 @@ size_t rlb_weights_prune(const struct rlb_config *cfg)
             i++;
             continue;
         }
-        rlb_log_warn("listener %s %s %u: runtime weights dropped (the rule, its forward action "
-                     "or one of its target groups is gone)",
-                     table[i].listener, table[i].priority ? "rule" : "default action",
-                     table[i].priority);
+        char what[32] = "default action";
+        if (table[i].priority)
+            snprintf(what, sizeof(what), "rule %u", table[i].priority);
+        rlb_log_warn("listener %s %s: runtime weights dropped (the rule, its forward action "
+                     "or one of its target groups is gone)", table[i].listener, what);
         remove_at(i);
         dropped++;
     }
