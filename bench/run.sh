@@ -366,7 +366,8 @@ versions() {
     echo "pinning: proxies on CPU $PROXY_CPU; rlb-backend (2 threads) and wrk (-t 2) on CPU $LOAD_CPU"
     for p in "${PROXIES[@]}"; do
         case $p in
-            ringlb|ringlb-metrics) echo "ringlb: $("$BUILD/ringlb" version 2>&1 | head -n1 || true)" ;;
+            ringlb|ringlb-metrics)
+                echo "ringlb: $("$BUILD/ringlb" version 2>&1 | head -n1 || true)" ;;
             haproxy) echo "haproxy: $(haproxy -v 2>&1 | head -n1)" ;;
             nginx) echo "nginx: $(nginx -v 2>&1 | head -n1)" ;;
         esac
