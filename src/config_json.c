@@ -179,7 +179,10 @@ static struct fy_node *action(struct cj *c, const struct rlb_action *a)
     return o;
 }
 
-static const char *proto_name(enum rlb_protocol p) { return p == RLB_PROTO_HTTPS ? "HTTPS" : "HTTP"; }
+static const char *proto_name(enum rlb_protocol p)
+{
+    return p == RLB_PROTO_HTTPS ? "HTTPS" : "HTTP";
+}
 
 static struct fy_node *listener(struct cj *c, const struct rlb_listener_cfg *l)
 {

@@ -23,7 +23,8 @@ static const char CONFIG[] =
     "    rules:\n"
     "      - priority: 10\n"
     "        conditions: { path_pattern: [\"/a*\"] }\n"
-    "        action: { forward: { target_groups: [ {name: a, weight: 1}, {name: b, weight: 0} ] } }\n"
+    "        action: { forward: { target_groups: [ {name: a, weight: 1},\n"
+    "                                              {name: b, weight: 0} ] } }\n"
     "      - priority: 20\n"
     "        conditions: { path_pattern: [\"/f*\"] }\n"
     "        action: { fixed_response: { status_code: 200 } }\n"
@@ -54,7 +55,8 @@ static const char GOOD[] =
     " \"targets\":[{\"target_group\":\"a\",\"id\":\"127.0.0.1\",\"port\":8083,\"registered\":true},"
     "              {\"target_group\":\"a\",\"id\":\"::1\",\"port\":8084,\"registered\":false}],"
     " \"weights\":[{\"listener\":\"main\",\"priority\":10,"
-    "               \"target_groups\":[{\"name\":\"a\",\"weight\":30},{\"name\":\"c\",\"weight\":70}]},"
+    "               \"target_groups\":[{\"name\":\"a\",\"weight\":30},"
+    "                                {\"name\":\"c\",\"weight\":70}]},"
     "              {\"listener\":\"main\",\"priority\":0,"
     "               \"target_groups\":[{\"name\":\"b\",\"weight\":1}]}]}";
 
