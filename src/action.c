@@ -225,6 +225,10 @@ static bool b64u_decode(const char *in, size_t n, unsigned char *out, size_t wan
             out[o++] = (unsigned char)(acc >> bits);
         }
     }
+    /* Canonical encodings only: the unused low bits of the last character must be zero,
+     * else one cookie would have several accepted spellings. */
+    if (bits > 0 && (acc & ((1u << bits) - 1)) != 0)
+        return false;
     return o == want;
 }
 

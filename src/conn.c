@@ -302,6 +302,8 @@ static void finish_request(struct rlb_conn *c)
         c->ex = NULL;
     }
     c->head_start_ms = 0;
+    /* The keep-alive idle time starts now, not at the request's last byte. */
+    c->active_ms = w->now_ms;
     memset(&c->scan, 0, sizeof(c->scan));
     if (c->close_after || w->draining)
         c->state = RLB_C_CLOSING;
@@ -456,6 +458,10 @@ static void conn_timer_cb(struct rlb_timer *t, uint64_t now)
         }
         if (c->head_start_ms) {
             rlb_conn_lb_error(c, 408);
+            return;
+        }
+        if (rlb_conn_pending(c) > 0) {
+            begin_shutdown(c); /* idle, but a response is still going out: finish it */
             return;
         }
         conn_close(c, false);
