@@ -640,6 +640,26 @@ static bool well_formed_version(const char *buf, uint32_t len)
            v[7] >= '0' && v[7] <= '9';
 }
 
+/* Is every coding of a Transfer-Encoding value chunked or identity? (Others get 501.) */
+static bool known_codings(const char *v, uint32_t n)
+{
+    uint32_t k = 0;
+    while (k < n) {
+        while (k < n && (v[k] == ' ' || v[k] == ',' || v[k] == '\t'))
+            k++;
+        uint32_t s = k;
+        while (k < n && v[k] != ',' && v[k] != ' ' && v[k] != '\t' && v[k] != ';')
+            k++;
+        uint32_t tl = k - s;
+        if (tl && !((tl == 7 && strncasecmp(v + s, "chunked", 7) == 0) ||
+                    (tl == 8 && strncasecmp(v + s, "identity", 8) == 0)))
+            return false;
+        while (k < n && v[k] != ',')
+            k++; /* skip parameters */
+    }
+    return true;
+}
+
 /* Validate a parsed request head; returns 0 or the status to answer with. */
 static int validate_request(struct rlb_http_head *h, int err, const char *buf, uint32_t len)
 {
@@ -649,24 +669,9 @@ static int validate_request(struct rlb_http_head *h, int err, const char *buf, u
         /* A coding other than chunked/identity is 501; other TE trouble is malformed. */
         for (uint32_t i = 0; i < h->n_hdrs; i++) {
             const struct rlb_hdr *hd = &h->hdrs[i];
-            if (hd->value && rlb_http1_name_is(hd, "transfer-encoding")) {
-                /* every coding must be chunked or identity */
-                const char *v = hd->value;
-                uint32_t n = hd->value_len, k = 0;
-                while (k < n) {
-                    while (k < n && (v[k] == ' ' || v[k] == ',' || v[k] == '\t'))
-                        k++;
-                    uint32_t s = k;
-                    while (k < n && v[k] != ',' && v[k] != ' ' && v[k] != '\t' && v[k] != ';')
-                        k++;
-                    uint32_t tl = k - s;
-                    if (tl && !((tl == 7 && strncasecmp(v + s, "chunked", 7) == 0) ||
-                                (tl == 8 && strncasecmp(v + s, "identity", 8) == 0)))
-                        return 501;
-                    while (k < n && v[k] != ',')
-                        k++;
-                }
-            }
+            if (hd->value && rlb_http1_name_is(hd, "transfer-encoding") &&
+                !known_codings(hd->value, hd->value_len))
+                return 501;
         }
         return 400;
     }
@@ -674,7 +679,8 @@ static int validate_request(struct rlb_http_head *h, int err, const char *buf, u
         return 400;
     /* A CR that does not end a line: llhttp and ringlb's framing could disagree on where the
      * head ends, so it is refused in every mode. */
-    for (const char *p = memchr(buf, '\r', len); p; p = memchr(p + 1, '\r', len - (uint32_t)(p + 1 - buf)))
+    for (const char *p = memchr(buf, '\r', len); p;
+         p = memchr(p + 1, '\r', len - (uint32_t)(p + 1 - buf)))
         if (p + 1 >= buf + len || p[1] != '\n')
             return 400;
     if (h->bad_value)
@@ -698,23 +704,9 @@ static int validate_request(struct rlb_http_head *h, int err, const char *buf, u
                 return 400;
             host = hd;
         }
-        if (hd->name_len == 17 && rlb_http1_name_is(hd, "transfer-encoding")) {
-            const char *v = hd->value;
-            uint32_t n = hd->value_len, k = 0;
-            while (k < n) {
-                while (k < n && (v[k] == ' ' || v[k] == ',' || v[k] == '\t'))
-                    k++;
-                uint32_t s = k;
-                while (k < n && v[k] != ',' && v[k] != ' ' && v[k] != '\t' && v[k] != ';')
-                    k++;
-                uint32_t tl = k - s;
-                if (tl && !((tl == 7 && strncasecmp(v + s, "chunked", 7) == 0) ||
-                            (tl == 8 && strncasecmp(v + s, "identity", 8) == 0)))
-                    return 501;
-                while (k < n && v[k] != ',')
-                    k++;
-            }
-        }
+        if (hd->name_len == 17 && rlb_http1_name_is(hd, "transfer-encoding") &&
+            !known_codings(hd->value, hd->value_len))
+            return 501;
     }
     if (!host && h->minor == 1)
         return 400;
