@@ -226,7 +226,11 @@ static int ticket_cb(SSL *s, unsigned char key_name[16], unsigned char *iv, EVP_
         int which = ticket_key_find(key_name, &k);
         if (which == 0)
             return 0; /* unknown or expired key: full handshake, new ticket */
-        ret = EVP_DecryptInit_ex(ectx, ticket_cipher, NULL, k.aes, iv) == 1 ? which : -1;
+        /* 2 = valid, and issue a fresh ticket: without it OpenSSL sends no new TLS 1.3 ticket
+         * after a resumption, and clients that use each ticket once (as TLS 1.3 advises)
+         * would fall back to a full handshake every other connection. */
+        (void)which;
+        ret = EVP_DecryptInit_ex(ectx, ticket_cipher, NULL, k.aes, iv) == 1 ? 2 : -1;
     }
     if (ret > 0) {
         OSSL_PARAM params[] = {

@@ -163,7 +163,12 @@ class TLS(h.RingTestCase):
             s2 = handshake(port, "default.test", ctx, session=sess)
             self.assertTrue(s2.session_reused, f"not resumed with {version}")
             self.assertEqual(https_get(s2)[0], 200)
+            sess2 = s2.session
             s2.close()
+            # a resumed handshake issues a fresh ticket, which resumes in turn
+            s3 = handshake(port, "default.test", ctx, session=sess2)
+            self.assertTrue(s3.session_reused, f"ticket from a resumption unusable ({version})")
+            s3.close()
 
     def test_old_protocols_refused_by_default_policy(self):
         port = self.start([self.default])
