@@ -165,6 +165,8 @@ class TLS(h.RingTestCase):
             self.assertEqual(https_get(s2)[0], 200)
             sess2 = s2.session
             s2.close()
+            if version == ssl.TLSVersion.TLSv1_3:
+                self.assertNotEqual(sess2.id, sess.id, "no new ticket after a resumption")
             # a resumed handshake issues a fresh ticket, which resumes in turn
             s3 = handshake(port, "default.test", ctx, session=sess2)
             self.assertTrue(s3.session_reused, f"ticket from a resumption unusable ({version})")
