@@ -140,6 +140,10 @@ static void log_request(struct rlb_worker *w, struct rlb_exchange *ex)
             rlb_desync_reason_name((enum rlb_desync_reason)ex->desync_reason);
     }
     e.conn_trace_id = c->id;
+    if (ex->redirect_url) {
+        e.redirect_url = ex->redirect_url;
+        e.redirect_url_len = (uint32_t)strlen(ex->redirect_url);
+    }
     rlb_accesslog_write(w->alog, &e);
 }
 
@@ -201,6 +205,8 @@ static void exchange_free(struct rlb_worker *w, struct rlb_exchange *ex)
         log_request(w, ex);
         free(ex->log);
         ex->log = NULL;
+        free(ex->redirect_url);
+        ex->redirect_url = NULL;
     }
     rlb_bq_clear(&w->segs, &ex->retry);
     if (ex->target)
@@ -473,6 +479,12 @@ static void conn_timer_cb(struct rlb_timer *t, uint64_t now)
             conn_arm_timer(c);
             return;
         }
+        /* A request body stalled for idle_timeout: 408 (the ALB's "client did not send
+         * data before the idle timeout"), unless the response has begun. */
+        if (c->ex && !c->ex->resp_started) {
+            rlb_conn_lb_error(c, 408);
+            return;
+        }
         conn_close(c, false);
         return;
     default:
@@ -743,6 +755,8 @@ static void respond_redirect(struct rlb_conn *c, const struct rlb_action *a,
         return;
     }
     memcpy(loc + 10 + n, "\r\n", 3);
+    if (c->ex->log)
+        c->ex->redirect_url = strndup(loc + 10, n);
     int status = a->redirect.status_code == 302 ? 302 : 301;
     respond_local(c, status, NULL, NULL, 0, loc, c->close_after);
 }

@@ -103,7 +103,10 @@ static void up_timer_cb(struct rlb_timer *t, uint64_t now)
         rlb_timer_arm(&u->st.w->timers, &u->timer, now + up_idle_ms(u), up_timer_cb);
         return;
     }
-    if (!ex->resp_head_done) {
+    if (!ex->req_done) {
+        /* The client stopped sending its request body: its fault, not the target's. */
+        rlb_conn_lb_error(c, 408);
+    } else if (!ex->resp_head_done) {
         rlb_conn_lb_error(c, 504);
     } else {
         rlb_conn_abort(c);

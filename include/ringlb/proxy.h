@@ -131,6 +131,7 @@ struct rlb_exchange {
     uint8_t actions;               /* RLB_ACCESSLOG_ACT_* executed */
     /* Access log (only while it is on): copies of the request's facts, and times. */
     struct rlb_exchange_log *log;
+    char *redirect_url;            /* Location answered (only while logging), else NULL */
     uint64_t head_us;              /* monotonic µs when the head was complete */
     uint64_t resp_us;              /* monotonic µs when the response head arrived */
     uint64_t bytes_in0, bytes_out0; /* the connection's byte counters at the start */

@@ -227,14 +227,10 @@ class AccessLogTest(h.RingTestCase):
         self.assertEqual(f["user_agent"], "evil\\x22agent")   # the ALB's \xNN escape
         self.assertEqual(f["matched_rule_priority"], "20")
         self.assertEqual(f["actions_executed"], "redirect")
-        # redirect_url: see test_redirect_url_is_logged (known bug in src/conn.c).
+        # redirect_url: see test_redirect_url_is_logged.
 
-    @unittest.expectedFailure
     def test_redirect_url_is_logged(self):
-        """KNOWN BUG (src/conn.c, log_request/respond_redirect): the access log entry's
-        redirect_url is never filled in, so the field is "-" where the ALB logs the Location
-        it answered with. Remove @expectedFailure once conn.c sets it (the harness then
-        reports the unexpected success as a failure, as a reminder)."""
+        """redirect_url holds the Location the load balancer answered with."""
         self.start()
         with h.Conn(self.port) as c:
             resp = c.roundtrip("GET", "/old/a/b?q=1")

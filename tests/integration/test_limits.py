@@ -55,6 +55,8 @@ class Limits(h.RingTestCase):
         self.start(idle_timeout="1s")
         with h.Conn(self.port) as c:
             c.send(b"POST /sink HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789")
+            # the client's fault: 408, then the connection closes
+            self.assertLBError(c.read_response("POST"), 408, "stalled body")
             self.assertTrue(c.wait_closed(8), "a stalled request body kept the connection")
         self.assertEqual(h.http(self.port, "GET", "/").status, 200)
 
