@@ -35,7 +35,9 @@ ringlb demo — try, in another terminal:
   curl http://127.0.0.1:8080/              round robin over the backends on :9001 and :9002
   curl http://127.0.0.1:8080/static/x      fixed response from a listener rule
   curl -i http://127.0.0.1:8080/headers    what the target receives (X-Forwarded-*, trace id)
-  curl http://127.0.0.1:9901/healthz       admin API
+  curl http://127.0.0.1:9901/api/v1/target-groups    targets, states, health (admin API)
+  curl http://127.0.0.1:9901/metrics       Prometheus metrics
+  build/ringlb route -c conf/demo.yaml --path /static/x    explain a routing decision
   kill -HUP <ringlb pid>                   reload conf/demo.yaml
 Ctrl-C stops everything.
 
