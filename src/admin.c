@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "ringlb/config_json.h"
+#include "ringlb/deploy.h"
 #include "ringlb/health.h"
 #include "ringlb/http1.h"
 #include "ringlb/json.h"
@@ -1224,6 +1225,27 @@ static void handle(struct io_uring *ring, struct admin_conn *c, const char *meth
                 change_forward(ring, c, put, seg[3], seg[5], rq, close);
             return;
         }
+    }
+    if (strcmp(seg[2], "deployments") == 0 && n <= 5) {
+        bool stop = n == 5 && strcmp(seg[4], "stop") == 0;
+        if (n == 5 && !stop)
+            goto not_found;
+        if (n == 3 ? !get && !post : n == 4 ? !get : !post) {
+            method_not_allowed(ring, c, n == 3 ? "GET, POST" : n == 4 ? "GET" : "POST", close);
+            return;
+        }
+        enum rlb_deploy_op op = n == 3 ? (get ? RLB_DEPLOY_LIST : RLB_DEPLOY_CREATE)
+                              : n == 4 ? RLB_DEPLOY_GET : RLB_DEPLOY_STOP;
+        char *text = NULL;
+        int status = rlb_deploy_request(op, n > 3 ? seg[3] : NULL, rq->body, rq->body_len,
+                                        &text);
+        if (!text) {
+            send_json_error(ring, c, 500, "out of memory", close);
+            return;
+        }
+        send_response(ring, c, status, "application/json", text, strlen(text), close, NULL);
+        free(text);
+        return;
     }
 not_found:
     send_json_error(ring, c, 404, "not found", close);

@@ -33,6 +33,7 @@
 #include "ringlb/accesslog.h"
 #include "ringlb/admin.h"
 #include "ringlb/config.h"
+#include "ringlb/deploy.h"
 #include "ringlb/health.h"
 #include "ringlb/http1.h"
 #include "ringlb/log.h"
@@ -378,6 +379,7 @@ static int run(struct main_state *ms)
     rlb_timer_wheel_init(&main_timers, rlb_now_ms());
     rlb_targets_init(&main_timers);
     rlb_health_init(&ms->ring, &main_timers);
+    rlb_deploy_init(&main_timers);
     rlb_scaling_init();
     rlb_health_sync(snap);
     rlb_log_info("ringlb %s running with %u worker thread(s)", RINGLB_VERSION, n);
@@ -428,6 +430,7 @@ out:
     rlb_health_stop();
     io_uring_queue_exit(&ms->ring);
     rlb_admin_destroy();
+    rlb_deploy_destroy();
     rlb_health_destroy();
     rlb_scaling_stop();
     close(ms->sfd);

@@ -15,6 +15,8 @@
  *   GET  /api/v1/listeners/{l}/rules                    rules, actions, current weights
  *   PUT|DELETE /api/v1/listeners/{l}/rules/{p}/forward  set / drop runtime weights (weights.h)
  *   GET  /api/v1/scaling                                scaling advice (scaling.h)
+ *   GET|POST /api/v1/deployments, GET /api/v1/deployments/{id},
+ *   POST /api/v1/deployments/{id}/stop                  canary/linear deployments (deploy.h)
  * Other methods on those paths get 405 with Allow; unknown paths 404. Every error is JSON
  * {"error":"..."}. With admin.token_file every request needs "Authorization: Bearer <token>"
  * (compared in constant time through SHA-256 digests and CRYPTO_memcmp; the token is never

@@ -1,0 +1,53 @@
+/* deploy.h — canary and linear deployments with automatic rollback (SPEC section 5, issue #8).
+ *
+ * A deployment shifts one forward action (listener, rule priority or the default action) from
+ * target group `from` to group `to`:
+ *   canary: `to` gets canary_percent, wait `bake`, then 100 %, wait `final_bake`, SUCCESSFUL;
+ *   linear: `to` gets +step_percent every `step_bake` until 100 %, then (after the last
+ *           step_bake and an optional final_bake) SUCCESSFUL.
+ * Weights are set as percentages (from = 100 - p, to = p) through rlb_admin_set_weights(), the
+ * same path as the admin API (snapshot published, state_file written).
+ *
+ * The alarm: every closed metrics window (metrics.h) of `to` is added to the current alarm
+ * period; once the period's windows cover `period`, the period's error share
+ * (target 4xx + 5xx + ELB 4xx/5xx) / RequestCount is one reading. Periods with fewer than
+ * `min_requests` requests are recorded but do not count (the breach streak is unchanged).
+ * `datapoints` consecutive breaching periods (share > max_error_rate) roll back. So does `to`
+ * having no healthy target (at least one target unhealthy or none registered; targets still
+ * in their initial health state do not trigger it). A rollback (and POST .../stop) restores
+ * the weights of before the deployment: the previous runtime weights, or the file's.
+ *
+ * States: IN_PROGRESS, SUCCESSFUL, ROLLED_BACK, STOPPED. One IN_PROGRESS deployment per rule.
+ * Deployments are kept in memory only (not in state_file yet): after a restart the weights of
+ * the last step stay (state_file) and no deployment is running.
+ *
+ * Everything here runs on the main thread; a 100 ms timer on the main wheel drives it.
+ */
+#ifndef RINGLB_DEPLOY_H
+#define RINGLB_DEPLOY_H
+
+#include <stddef.h>
+
+struct rlb_timer_wheel;
+
+/* Admin API operations on /api/v1/deployments. */
+enum rlb_deploy_op {
+    RLB_DEPLOY_LIST,    /* GET  /api/v1/deployments */
+    RLB_DEPLOY_CREATE,  /* POST /api/v1/deployments */
+    RLB_DEPLOY_GET,     /* GET  /api/v1/deployments/{id} */
+    RLB_DEPLOY_STOP,    /* POST /api/v1/deployments/{id}/stop */
+};
+
+/* Use `wheel` (the main thread's timer wheel) for the controller. Call once at start. */
+void rlb_deploy_init(struct rlb_timer_wheel *wheel);
+
+/* Serve one admin request: `id` for GET/STOP, `body` for CREATE. Returns the HTTP status
+ * (201, 200, 400, 404, 409, 500) and stores a malloc'd JSON text (an {"error":...} object on
+ * errors) in *json (NULL only when out of memory). */
+int rlb_deploy_request(enum rlb_deploy_op op, const char *id, const char *body, size_t len,
+                       char **json);
+
+/* Cancel every timer and free every deployment (at exit). */
+void rlb_deploy_destroy(void);
+
+#endif
