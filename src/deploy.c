@@ -152,9 +152,11 @@ static void restore(struct deployment *d)
 
 static void finish(struct deployment *d, enum deploy_state st, uint64_t now, const char *why)
 {
+    d->state = st; /* first: the state_file written below no longer lists it */
     if (st == D_ROLLED_BACK || st == D_STOPPED)
         restore(d);
-    d->state = st;
+    else if (rlb_admin_state_save() < 0)
+        rlb_log_warn("deployment %s: state_file cannot be written", d->id);
     if (why)
         snprintf(d->reason, sizeof(d->reason), "%s", why);
     char what[96];
@@ -648,9 +650,12 @@ static int create(const char *body, size_t len, char **json)
     d->start_ms = now;
     d->windows_seen = rlb_metrics_windows_closed();
     d->state = D_IN_PROGRESS;
+    d->next = deployments; /* listed first: the state_file written by the shift has it */
+    deployments = d;
     uint32_t p = next_percent(d, 0);
     int rc = apply_percent(d, p);
     if (rc < 0) {
+        deployments = d->next;
         status = rc == -ENOENT ? 404 : rc == -EINVAL ? 400 : rc == -EOPNOTSUPP ? 409 : 500;
         snprintf(err, sizeof(err), "%s", d->reason);
         deployment_free(d);
@@ -658,8 +663,6 @@ static int create(const char *body, size_t len, char **json)
     }
     add_step(d, now, "shift");
     d->step_end_ms = now + (d->linear ? d->step_bake_ms : d->bake_ms);
-    d->next = deployments;
-    deployments = d;
     rlb_timer_arm(wheel, &d->timer, now + DEPLOY_TICK_MS, tick);
     rlb_log_info("deployment %s on %s/%u: %s -> %s started (%s)", d->id, d->listener,
                  d->priority, d->from, d->to, d->linear ? "linear" : "canary");
@@ -707,6 +710,68 @@ int rlb_deploy_request(enum rlb_deploy_op op, const char *id, const char *body, 
     if (rlb_json_init(&j) < 0)
         return fail(json, 500, "out of memory");
     return emit(&j, deployment_json(&j, d), 200, json);
+}
+
+/* ---- state_file ------------------------------------------------------------------------ */
+
+struct fy_node *rlb_deploy_state_json(struct rlb_json *j)
+{
+    struct fy_node *arr = NULL;
+    bool ok = true;
+    for (struct deployment *d = deployments; ok && d; d = d->next) {
+        if (d->state != D_IN_PROGRESS)
+            continue;
+        if (!arr && !(arr = rlb_json_arr(j)))
+            return NULL;
+        struct fy_node *o = rlb_json_obj(j);
+        ok = o && put(j, o, "id", rlb_json_str(j, d->id)) &&
+             put(j, o, "listener", rlb_json_str(j, d->listener)) &&
+             put(j, o, "priority", rlb_json_uint(j, d->priority)) &&
+             put(j, o, "from", rlb_json_str(j, d->from)) &&
+             put(j, o, "to", rlb_json_str(j, d->to));
+        if (ok && d->had_override) {
+            struct fy_node *w = rlb_json_obj(j);
+            struct fy_node *gs = rlb_json_arr(j);
+            ok = w && gs && put(j, w, "listener", rlb_json_str(j, d->listener)) &&
+                 put(j, w, "priority", rlb_json_uint(j, d->priority));
+            for (size_t i = 0; ok && i < d->orig_n; i++) {
+                struct fy_node *g = rlb_json_obj(j);
+                ok = g && put(j, g, "name", rlb_json_str(j, d->orig_groups[i])) &&
+                     put(j, g, "weight", rlb_json_uint(j, d->orig_weights[i])) &&
+                     rlb_json_push(gs, g) == 0;
+            }
+            ok = ok && put(j, w, "target_groups", gs) && put(j, o, "original", w);
+        }
+        ok = ok && rlb_json_push(arr, o) == 0;
+    }
+    return ok ? arr : NULL;
+}
+
+int rlb_deploy_restored(const char *id, const char *listener, uint32_t priority,
+                        const char *from, const char *to)
+{
+    struct deployment *d = calloc(1, sizeof(*d));
+    if (!d)
+        return -ENOMEM;
+    d->listener = strdup(listener);
+    d->from = strdup(from);
+    d->to = strdup(to);
+    if (!d->listener || !d->from || !d->to) {
+        deployment_free(d);
+        return -ENOMEM;
+    }
+    snprintf(d->id, sizeof(d->id), "%.20s", id);
+    unsigned long long n;
+    if (sscanf(d->id, "d-%llu", &n) == 1 && n >= next_id)
+        next_id = n + 1;
+    d->priority = priority;
+    d->state = D_ROLLED_BACK;
+    d->start_ms = rlb_now_ms();
+    snprintf(d->reason, sizeof(d->reason), "ringlb restarted during the deployment");
+    add_step(d, d->start_ms, "ROLLED_BACK: ringlb restarted during the deployment");
+    d->next = deployments;
+    deployments = d;
+    return 0;
 }
 
 void rlb_deploy_destroy(void)

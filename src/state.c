@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ringlb/deploy.h"
 #include "ringlb/json_read.h"
 #include "ringlb/log.h"
 #include "ringlb/snapshot.h"
@@ -72,6 +73,10 @@ struct fy_node *rlb_state_json(struct rlb_json *j)
     }
     ok &= rlb_json_set(j, root, "targets", targets) == 0;
     ok &= rlb_json_set(j, root, "weights", weights) == 0;
+    /* only while a deployment is in progress (deploy.h) */
+    struct fy_node *deploys = rlb_deploy_state_json(j);
+    if (deploys)
+        ok &= rlb_json_set(j, root, "deployments", deploys) == 0;
     return ok ? root : NULL;
 }
 
@@ -263,6 +268,60 @@ static int parse_weights(struct fy_node *n, struct pending_weights *pw, char *er
     return 0;
 }
 
+/* One deployment that was in progress when the state was written: rolled back at load. */
+struct pending_deploy {
+    char id[24], from[256], to[256];
+    struct pending_weights target;  /* listener and priority; w = the original weights or NULL */
+};
+
+static int parse_deploy(struct fy_node *n, struct pending_deploy *pd, char *err, size_t errlen,
+                        size_t i)
+{
+    static const char *const keys[] = {"id", "listener", "priority", "from", "to", "original",
+                                       NULL};
+    char why[160];
+    int64_t v;
+    if (!rlb_json_is_obj(n))
+        return fail(err, errlen, "deployments", i, "expected an object");
+    if (rlb_json_check_keys(n, keys, why, sizeof(why)) < 0)
+        return fail(err, errlen, "deployments", i, why);
+    if (get_name(rlb_json_get(n, "id"), pd->id, sizeof(pd->id)) < 0 ||
+        get_name(rlb_json_get(n, "listener"), pd->target.listener,
+                 sizeof(pd->target.listener)) < 0 ||
+        get_name(rlb_json_get(n, "from"), pd->from, sizeof(pd->from)) < 0 ||
+        get_name(rlb_json_get(n, "to"), pd->to, sizeof(pd->to)) < 0)
+        return fail(err, errlen, "deployments", i, "id, listener, from, to: expected names");
+    if (rlb_json_get_int(rlb_json_get(n, "priority"), 0, 50000, &v) < 0)
+        return fail(err, errlen, "deployments", i, "priority: expected 0..50000");
+    pd->target.priority = (uint32_t)v;
+    struct fy_node *orig = rlb_json_get(n, "original");
+    if (orig) {
+        struct pending_weights pw = {0};
+        int rc = parse_weights(orig, &pw, err, errlen, i);
+        if (rc < 0) {
+            free(pw.w);
+            return rc;
+        }
+        if (strcmp(pw.listener, pd->target.listener) != 0 || pw.priority != v) {
+            free(pw.w);
+            return fail(err, errlen, "deployments", i, "original: another rule");
+        }
+        pd->target.w = pw.w;
+        pd->target.n = pw.n;
+    }
+    return 0;
+}
+
+/* Is (listener, priority) the rule of one of the deployments? */
+static bool deployed(const struct pending_deploy *pds, size_t n, const char *listener,
+                     uint32_t priority)
+{
+    for (size_t i = 0; i < n; i++)
+        if (pds[i].target.priority == priority && strcmp(pds[i].target.listener, listener) == 0)
+            return true;
+    return false;
+}
+
 int rlb_state_apply_text(const char *text, size_t len, char *err, size_t errlen)
 {
     struct fy_document *doc = rlb_json_parse(text, len, err, errlen);
@@ -270,9 +329,10 @@ int rlb_state_apply_text(const char *text, size_t len, char *err, size_t errlen)
         return -EINVAL;
     struct pending_target *pts = NULL;
     struct pending_weights *pws = NULL;
-    size_t n_pts = 0, n_pws = 0;
+    struct pending_deploy *pds = NULL;
+    size_t n_pts = 0, n_pws = 0, n_pds = 0;
     int rc = -EINVAL;
-    static const char *const keys[] = {"version", "targets", "weights", NULL};
+    static const char *const keys[] = {"version", "targets", "weights", "deployments", NULL};
     struct fy_node *root = fy_document_root(doc);
     int64_t version;
     if (!rlb_json_is_obj(root)) {
@@ -292,6 +352,24 @@ int rlb_state_apply_text(const char *text, size_t len, char *err, size_t errlen)
         snprintf(err, errlen, "targets and weights must be arrays");
         goto out;
     }
+    struct fy_node *ds = rlb_json_get(root, "deployments");
+    if (ds && !rlb_json_is_arr(ds)) {
+        snprintf(err, errlen, "deployments must be an array");
+        goto out;
+    }
+    int nd = ds ? fy_node_sequence_item_count(ds) : 0;
+    pds = calloc((size_t)(nd > 0 ? nd : 1), sizeof(*pds));
+    if (!pds) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    for (int i = 0; i < nd; i++) {
+        n_pds++;
+        if ((rc = parse_deploy(fy_node_sequence_get_by_index(ds, i), &pds[i], err, errlen,
+                               (size_t)i)) < 0)
+            goto out;
+    }
+    rc = -EINVAL;
     int nt = ts ? fy_node_sequence_item_count(ts) : 0;
     int nw = ws ? fy_node_sequence_item_count(ws) : 0;
     pts = calloc((size_t)(nt > 0 ? nt : 1), sizeof(*pts));
@@ -317,13 +395,29 @@ int rlb_state_apply_text(const char *text, size_t len, char *err, size_t errlen)
     for (size_t i = 0; i < n_pts && rc == 0; i++)
         rc = rlb_targets_overlay_set(pts[i].group, &pts[i].addr, pts[i].registered);
     for (size_t i = 0; i < n_pws && rc == 0; i++)
-        rc = rlb_weights_put(pws[i].listener, pws[i].priority, pws[i].w, pws[i].n);
+        if (!deployed(pds, n_pds, pws[i].listener, pws[i].priority))
+            rc = rlb_weights_put(pws[i].listener, pws[i].priority, pws[i].w, pws[i].n);
+    /* deployments in progress are rolled back: the weights of before them (deploy.h) */
+    for (size_t i = 0; i < n_pds && rc == 0; i++) {
+        const struct pending_weights *t = &pds[i].target;
+        if (t->w)
+            rc = rlb_weights_put(t->listener, t->priority, t->w, t->n);
+        if (rc == 0)
+            rc = rlb_deploy_restored(pds[i].id, t->listener, t->priority, pds[i].from,
+                                     pds[i].to);
+        if (rc == 0)
+            rlb_log_info("state_file: deployment %s on %s was in progress: rolled back",
+                         pds[i].id, t->listener);
+    }
     if (rc < 0)
         snprintf(err, errlen, "out of memory");
 out:
     for (size_t i = 0; i < n_pws; i++)
         free(pws[i].w);
     free(pws);
+    for (size_t i = 0; i < n_pds; i++)
+        free(pds[i].target.w);
+    free(pds);
     free(pts);
     fy_document_destroy(doc);
     return rc;

@@ -18,8 +18,11 @@
  * the weights of before the deployment: the previous runtime weights, or the file's.
  *
  * States: IN_PROGRESS, SUCCESSFUL, ROLLED_BACK, STOPPED. One IN_PROGRESS deployment per rule.
- * Deployments are kept in memory only (not in state_file yet): after a restart the weights of
- * the last step stay (state_file) and no deployment is running.
+ * Restarts: IN_PROGRESS deployments are written to state_file ("deployments": id, listener,
+ * priority, from, to and the weights of before the deployment, see state.h). At start the
+ * loader rolls each of them back: the previous weights replace the deployment's, and the
+ * deployment is listed as ROLLED_BACK ("ringlb restarted during the deployment"). Finished
+ * deployments are not persisted.
  *
  * Everything here runs on the main thread; a 100 ms timer on the main wheel drives it.
  */
@@ -27,6 +30,7 @@
 #define RINGLB_DEPLOY_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 struct rlb_timer_wheel;
 
@@ -46,6 +50,19 @@ void rlb_deploy_init(struct rlb_timer_wheel *wheel);
  * errors) in *json (NULL only when out of memory). */
 int rlb_deploy_request(enum rlb_deploy_op op, const char *id, const char *body, size_t len,
                        char **json);
+
+struct rlb_json;
+struct fy_node;
+
+/* The IN_PROGRESS deployments as a JSON array of document `j` for state_file: objects
+ * {"id","listener","priority","from","to","original"} where "original" (absent when the file's
+ * weights applied) is a state-file weights entry. NULL when there is none (or on ENOMEM). */
+struct fy_node *rlb_deploy_state_json(struct rlb_json *j);
+
+/* Record a deployment read back from state_file and rolled back by the loader (state.c) as
+ * ROLLED_BACK. Returns 0 or -ENOMEM. */
+int rlb_deploy_restored(const char *id, const char *listener, uint32_t priority,
+                        const char *from, const char *to);
 
 /* Cancel every timer and free every deployment (at exit). */
 void rlb_deploy_destroy(void);

@@ -14,6 +14,10 @@
  *    "targets":[{"target_group":"api","id":"127.0.0.1","port":8083,"registered":true},...],
  *    "weights":[{"listener":"public","priority":10,
  *                "target_groups":[{"name":"api-blue","weight":50},...]},...]}
+ * plus, only while a deployment is in progress (deploy.h),
+ *    "deployments":[{"id":"d-1","listener":"public","priority":10,"from":"a","to":"b",
+ *                    "original":{<a weights entry>}},...]
+ * ("original" absent: the file's weights applied before it); the loader rolls those back.
  * `registered:false` records a deregistration (also of a target the file lists); priority 0
  * is a listener's default action. Entries naming groups, listeners or rules the configuration
  * does not have are kept for targets (they apply when the group comes back) and dropped for

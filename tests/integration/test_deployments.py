@@ -9,13 +9,18 @@ Waits are polls with deadlines.
 Run: python3 tests/integration/test_deployments.py [TestClass.test_name ...]
 """
 
+import json
+import os
+import shutil
+import tempfile
+
 import harness as h
 from test_admin import Load, api, ok_json, split
 
 ALARM = {"max_error_rate": 0.1, "datapoints": 2, "period": "1s", "min_requests": 3}
 
 
-def config(a, b, wa=100, wb=0, hc_b=None):
+def config(a, b, wa=100, wb=0, hc_b=None, **top):
     """Listener main: rule 10 (/split*) forwards to ga/gb; default action fixed 404."""
     rules = [{"priority": 10, "conditions": {"path_pattern": ["/split*"]},
               "action": h.forward(("ga", wa), ("gb", wb))}]
@@ -23,7 +28,7 @@ def config(a, b, wa=100, wb=0, hc_b=None):
         listeners=[h.listener("main", None, rules=rules)],
         target_groups=[h.target_group("ga", [a]),
                        h.target_group("gb", [b], health_check=hc_b)],
-        metrics={"window": "1s"})
+        metrics={"window": "1s"}, **top)
 
 
 def canary(**kw):
@@ -204,6 +209,60 @@ class TestRollback(DeployCase):
         dep = self.wait_state(dep["id"], "ROLLED_BACK", 5)
         self.assertIn("healthy", dep["reason"])
         self.assertEqual(set(split(self.lb.port(), 6, "/split")), {"A"})
+
+
+class TestRestart(DeployCase):
+    """A deployment in progress at a restart is rolled back (deploy.h, documented choice)."""
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="ringlb-deploy-")
+        self.addCleanup(shutil.rmtree, self.tmp, True)
+        self.state = os.path.join(self.tmp, "state.json")
+
+    def read_state(self):
+        with open(self.state) as f:
+            return json.load(f)
+
+    def restart_case(self, previous):
+        a, b = self.backend("A"), self.backend("B")
+        text = config(a, b, state_file=self.state)
+        self.lb = self.ringlb(text, threads=1)
+        if previous:
+            ok_json(api(self.lb, "PUT", "/api/v1/listeners/main/rules/10/forward",
+                        {"target_groups": [{"name": "ga", "weight": 3},
+                                           {"name": "gb", "weight": 1}]}))
+        dep = self.start(canary(canary_percent=50, bake="60s"))
+        st = self.read_state()
+        self.assertEqual([d["id"] for d in st["deployments"]], [dep["id"]], st)
+        self.assertEqual("original" in st["deployments"][0], previous, st)
+        self.lb.stop()
+        self.lb = self.ringlb(text, threads=1)
+        got = self.get(dep["id"])
+        self.assertEqual(got["state"], "ROLLED_BACK", got)
+        self.assertIn("restarted", got["reason"])
+        # new ids do not collide; the rule is free again
+        dep2 = self.start(canary(bake="60s"))
+        self.assertNotEqual(dep2["id"], dep["id"])
+        ok_json(api(self.lb, "POST", f"/api/v1/deployments/{dep2['id']}/stop"))
+        self.assertNotIn("deployments", self.read_state())
+        return split(self.lb.port(), 8, "/split")
+
+    def test_restart_rolls_back_to_file_weights(self):
+        self.assertEqual(set(self.restart_case(False)), {"A"})
+
+    def test_restart_rolls_back_to_previous_weights(self):
+        got = self.restart_case(True)
+        self.assertEqual((got["A"], got["B"]), (6, 2), got)
+
+    def test_finished_deployment_not_persisted(self):
+        a, b = self.backend("A"), self.backend("B")
+        self.lb = self.ringlb(config(a, b, state_file=self.state), threads=1)
+        dep = self.start(canary(bake="1s", final_bake="1s", alarm={"min_requests": 1000}))
+        self.wait_state(dep["id"], "SUCCESSFUL", 15)
+        st = self.read_state()
+        self.assertNotIn("deployments", st)
+        self.assertEqual(st["weights"][0]["target_groups"],
+                         [{"name": "ga", "weight": 0}, {"name": "gb", "weight": 100}])
 
 
 if __name__ == "__main__":
