@@ -15,7 +15,11 @@
  * `datapoints` consecutive breaching periods (share > max_error_rate) roll back. So does `to`
  * having no healthy target (at least one target unhealthy or none registered; targets still
  * in their initial health state do not trigger it). A rollback (and POST .../stop) restores
- * the weights of before the deployment: the previous runtime weights, or the file's.
+ * the weights of before the deployment: the previous runtime weights, or the file's. Sticky
+ * sessions (AWSALBTG) naming `to` are then ignored by the forward path wherever the restored
+ * weight of `to` is 0 (conn.c honours a cookie only for a group with weight > 0), so sticky
+ * clients move back with the rollback.
+ * Not implemented yet: the X-Ringlb-Canary: force header override (SPEC section 5).
  *
  * States: IN_PROGRESS, SUCCESSFUL, ROLLED_BACK, STOPPED. One IN_PROGRESS deployment per rule.
  * Restarts: IN_PROGRESS deployments are written to state_file ("deployments": id, listener,

@@ -1,7 +1,8 @@
 """Deployments (SPEC section 5, issue #8), black box: canary and linear weight shifts driven by
 the controller, the alarm rollback (the `to` group answers 502: its target is a closed port),
-the no-healthy-target rollback, stop, 409 for a second deployment on a rule, and the 400/404
-validation of POST /api/v1/deployments.
+the no-healthy-target rollback, sticky (AWSALBTG) clients moved back by a rollback, stop, 409
+for a second deployment on a rule, the 400/404 validation of POST /api/v1/deployments, and
+state_file: a restart in the middle rolls the deployment back (deploy.h).
 
 Metrics windows are 1 s (metrics.window) and alarm periods 1 s, bakes a few seconds. Splits are
 counted exactly on one worker thread with the load paused (smooth weighted round robin).
@@ -11,6 +12,7 @@ Run: python3 tests/integration/test_deployments.py [TestClass.test_name ...]
 
 import json
 import os
+import re
 import shutil
 import tempfile
 
@@ -209,6 +211,32 @@ class TestRollback(DeployCase):
         dep = self.wait_state(dep["id"], "ROLLED_BACK", 5)
         self.assertIn("healthy", dep["reason"])
         self.assertEqual(set(split(self.lb.port(), 6, "/split")), {"A"})
+
+    def test_sticky_clients_move_back_after_rollback(self):
+        a, b = self.backend("A"), self.backend("B")
+        fw = h.forward(("ga", 100), ("gb", 0))
+        fw["forward"]["stickiness"] = {"enabled": True, "duration": "1h"}
+        rules = [{"priority": 10, "conditions": {"path_pattern": ["/split*"]}, "action": fw}]
+        self.lb = self.ringlb(h.make_config(
+            listeners=[h.listener("main", None, rules=rules)],
+            target_groups=[h.target_group("ga", [a]), h.target_group("gb", [b])],
+            metrics={"window": "1s"}), threads=1)
+        dep = self.start(canary(canary_percent=50, bake="60s"))
+        cookie = None
+        for _ in range(10):
+            r = h.http(self.lb.port(), "GET", "/split")
+            if r.header("X-Backend") == "B":
+                for v in r.header_all("Set-Cookie"):
+                    m = re.match(r"AWSALBTG=([A-Za-z0-9_-]+);", v)
+                    cookie = m.group(1) if m else cookie
+                break
+        self.assertIsNotNone(cookie)
+        hdr = [("Cookie", f"AWSALBTG={cookie}")]
+        self.assertEqual({h.http(self.lb.port(), "GET", "/split", headers=hdr)
+                          .header("X-Backend") for _ in range(4)}, {"B"})
+        ok_json(api(self.lb, "POST", f"/api/v1/deployments/{dep['id']}/stop"))
+        self.assertEqual({h.http(self.lb.port(), "GET", "/split", headers=hdr)
+                          .header("X-Backend") for _ in range(4)}, {"A"})
 
 
 class TestRestart(DeployCase):
