@@ -27,6 +27,7 @@
 
 #define DEPLOY_TICK_MS 100u
 #define DEPLOY_MAX_HISTORY 1024u
+#define DEPLOY_KEEP_FINISHED 100u   /* finished deployments listed; older ones are forgotten */
 
 enum deploy_state { D_IN_PROGRESS, D_SUCCESSFUL, D_ROLLED_BACK, D_STOPPED };
 
@@ -581,6 +582,21 @@ out:
     return status;
 }
 
+/* Free the finished deployments beyond the newest DEPLOY_KEEP_FINISHED. */
+static void forget_old(void)
+{
+    size_t finished = 0;
+    for (struct deployment **pp = &deployments; *pp;) {
+        struct deployment *d = *pp;
+        if (d->state != D_IN_PROGRESS && ++finished > DEPLOY_KEEP_FINISHED) {
+            *pp = d->next;
+            deployment_free(d);
+        } else {
+            pp = &d->next;
+        }
+    }
+}
+
 /* Remember the weights of before the deployment. Returns 0 or -ENOMEM. */
 static int save_original(struct deployment *d)
 {
@@ -663,6 +679,7 @@ static int create(const char *body, size_t len, char **json)
     }
     add_step(d, now, "shift");
     d->step_end_ms = now + (d->linear ? d->step_bake_ms : d->bake_ms);
+    forget_old();
     rlb_timer_arm(wheel, &d->timer, now + DEPLOY_TICK_MS, tick);
     rlb_log_info("deployment %s on %s/%u: %s -> %s started (%s)", d->id, d->listener,
                  d->priority, d->from, d->to, d->linear ? "linear" : "canary");

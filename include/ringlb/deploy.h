@@ -22,6 +22,7 @@
  * Not implemented yet: the X-Ringlb-Canary: force header override (SPEC section 5).
  *
  * States: IN_PROGRESS, SUCCESSFUL, ROLLED_BACK, STOPPED. One IN_PROGRESS deployment per rule.
+ * GET lists the newest first; only the last 100 finished deployments are kept.
  * Restarts: IN_PROGRESS deployments are written to state_file ("deployments": id, listener,
  * priority, from, to and the weights of before the deployment, see state.h). At start the
  * loader rolls each of them back: the previous weights replace the deployment's, and the
