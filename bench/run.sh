@@ -40,6 +40,8 @@
 # bench/out/<timestamp>/. Every process it starts is stopped on exit; all traffic stays on
 # 127.0.0.1.
 set -euo pipefail
+# shellcheck source=bench/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BUILD=${RINGLB_BUILD_DIR:-$ROOT/build}
@@ -86,7 +88,6 @@ while [ $# -gt 0 ]; do
         *) echo "run.sh: unknown argument $1" >&2; usage ;;
     esac
 done
-in_range() { [[ $1 =~ ^[0-9]+$ ]] && [ "$1" -ge "$2" ] && [ "$1" -le "$3" ]; }
 in_range "$DURATION" 1 3600 || die "--duration wants 1..3600 seconds"
 in_range "$RUNS" 1 100 || die "--runs wants 1..100"
 in_range "$THREADS" 1 64 || die "--threads wants 1..64"
@@ -176,7 +177,6 @@ if [ "$NCPU" -lt 2 ]; then
     LOAD_CPU=0
 fi
 
-port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 for p in 19001 19002 "${PORT[@]}" ${ADMIN_PORT[@]+"${ADMIN_PORT[@]}"}; do
     ! port_busy "$p" || die "127.0.0.1:$p is already in use (a previous run still alive?)"
 done
@@ -213,42 +213,6 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# Sum of utime+stime (clock ticks) and of VmRSS (KiB) over PID and its descendants.
-proc_tree() {
-    python3 - "$1" <<'EOF'
-import os, sys
-root = int(sys.argv[1])
-parent, stat = {}, {}
-for d in os.listdir("/proc"):
-    if not d.isdigit():
-        continue
-    try:
-        with open(f"/proc/{d}/stat") as f:
-            rest = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        continue
-    parent[int(d)] = int(rest[1])
-    stat[int(d)] = int(rest[11]) + int(rest[12])
-tree, todo = set(), [root]
-while todo:
-    p = todo.pop()
-    if p in tree or p not in stat:
-        continue
-    tree.add(p)
-    todo += [c for c, pp in parent.items() if pp == p]
-ticks = sum(stat[p] for p in tree)
-rss = 0
-for p in tree:
-    try:
-        with open(f"/proc/{p}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    rss += int(line.split()[1])
-    except OSError:
-        pass
-print(ticks, rss)
-EOF
-}
 
 wait_http() {   # port timeout_s -> 0 when GET / answers 200 with the backend's body
     local port=$1 deadline=$((SECONDS + $2)) body
@@ -379,23 +343,7 @@ versions() {
 # ------------------------------------------------------------------------------------------
 # throughput runs
 
-run_bg() {   # output command... : run in the background and wait, so that signals act at once
-    local out=$1
-    shift
-    "$@" >"$out" 2>&1 &
-    PID[load]=$!
-    wait "${PID[load]}" || true
-    unset 'PID[load]'
-}
 
-to_ms() {   # wrk latency (850.00us, 1.20ms, 2.00s, 1.00m) -> milliseconds
-    awk -v v="$1" 'BEGIN {
-        if (v ~ /us$/) { sub(/us$/, "", v); v = v / 1000 }
-        else if (v ~ /ms$/) { sub(/ms$/, "", v) }
-        else if (v ~ /m$/) { sub(/m$/, "", v); v = v * 60000 }
-        else if (v ~ /s$/) { sub(/s$/, "", v); v = v * 1000 }
-        printf "%.3f", v }'
-}
 
 run_wrk() {   # proxy conns run
     local name=$1 conns=$2 run=$3 port=${PORT[$1]}
