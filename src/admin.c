@@ -1280,27 +1280,21 @@ static int a_on_method(llhttp_t *p, const char *at, size_t len)
 static int a_on_url(llhttp_t *p, const char *at, size_t len)
 {
     struct admin_parse *ap = p->data;
-    if (!ap->url)
-        ap->url = at;
-    ap->ulen = (size_t)(at + len - ap->url);
+    rlb_span_extend(&ap->url, &ap->ulen, at, len);
     return 0;
 }
 
 static int a_on_field(llhttp_t *p, const char *at, size_t len)
 {
     struct admin_parse *ap = p->data;
-    if (!ap->field)
-        ap->field = at;
-    ap->flen = (size_t)(at + len - ap->field);
+    rlb_span_extend(&ap->field, &ap->flen, at, len);
     return 0;
 }
 
 static int a_on_value(llhttp_t *p, const char *at, size_t len)
 {
     struct admin_parse *ap = p->data;
-    if (!ap->value)
-        ap->value = at;
-    ap->vlen = (size_t)(at + len - ap->value);
+    rlb_span_extend(&ap->value, &ap->vlen, at, len);
     return 0;
 }
 

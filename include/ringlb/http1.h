@@ -76,6 +76,15 @@ struct rlb_head_scan {
 };
 uint32_t rlb_http1_scan(struct rlb_head_scan *sc, const char *data, uint32_t len);
 
+/* Grow a span that llhttp delivers in one or more callbacks over contiguous memory: the first
+ * call sets *start, every call moves the end to at + n. */
+static inline void rlb_span_extend(const char **start, size_t *len, const char *at, size_t n)
+{
+    if (!*start)
+        *start = at;
+    *len = (size_t)(at + n - *start);
+}
+
 /* The llhttp settings shared by every parser of ringlb (callbacks fill rlb_http_ctx). */
 const llhttp_settings_t *rlb_http1_settings(void);
 
