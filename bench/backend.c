@@ -8,8 +8,11 @@
  * whatever the body sizes. The bench path (GET / with keep-alive) copies one precomputed
  * response and allocates nothing.
  *
- *   rlb-backend --listen HOST:PORT [--listen HOST:PORT ...] [--threads N] [--name NAME]
- *               [--idle-close-ms MS]
+ *   rlb-backend --listen HOST:PORT [--listen HOST:PORT ...] [--listen-range HOST:P1-P2 ...]
+ *               [--threads N] [--name NAME] [--idle-close-ms MS]
+ *
+ * --listen-range HOST:P1-P2 listens on every port P1..P2 of HOST (at most MAX_LISTEN listeners
+ * in all): bench/run.sh --targets uses it for a target group of 1,000 targets.
  *
  * Endpoints (any method unless said; every response carries X-Backend: NAME):
  *   /                 200 "hello from NAME\n" (also every path not listed below)
@@ -72,7 +75,7 @@
 #define WS_KEY_MAX   64
 #define LINGER_MS    2000            /* how long a closing connection drains input */
 #define RUN_BUDGET   64              /* loop turns per connection before yielding */
-#define MAX_LISTEN   16
+#define MAX_LISTEN   4096            /* listening addresses (each thread opens all) */
 #define MAX_EVENTS   256
 #define MAX_SLEEP_MS (3600 * 1000)
 #define BIG_HDR_LEN  (40 * 1024)
@@ -170,7 +173,7 @@ struct worker {
     int id;
     int epfd;
     pthread_t thread;
-    struct listener lis[MAX_LISTEN];
+    struct listener *lis;            /* nlis, one per listening address */
     int nlis;
     struct dlink conns, idle, ready;
     struct conn **heap;
@@ -1729,7 +1732,8 @@ static void probe_addr(struct listen_addr *la)
 
 static void usage(FILE *f)
 {
-    fputs("usage: rlb-backend --listen HOST:PORT [--listen HOST:PORT ...] [--threads N]\n"
+    fputs("usage: rlb-backend --listen HOST:PORT [--listen HOST:PORT ...]\n"
+          "                   [--listen-range HOST:PORT1-PORT2 ...] [--threads N]\n"
           "                   [--name NAME] [--idle-close-ms MS]\n", f);
 }
 
@@ -1755,25 +1759,47 @@ int main(int argc, char **argv)
 {
     static const struct option opts[] = {
         { "listen", required_argument, NULL, 'l' },
+        { "listen-range", required_argument, NULL, 'r' },
         { "threads", required_argument, NULL, 't' },
         { "name", required_argument, NULL, 'n' },
         { "idle-close-ms", required_argument, NULL, 'i' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
-    struct listen_addr addrs[MAX_LISTEN];
+    struct listen_addr *addrs = calloc(MAX_LISTEN, sizeof *addrs);
     int naddrs = 0, opt;
     const char *name = NULL;
     uint64_t v;
 
+    if (!addrs)
+        die("out of memory");
     g.nthreads = 1;
-    while ((opt = getopt_long(argc, argv, "l:t:n:i:h", opts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "l:r:t:n:i:h", opts, NULL)) != -1) {
         switch (opt) {
         case 'l':
             if (naddrs == MAX_LISTEN)
                 die("at most %d --listen", MAX_LISTEN);
             resolve(&addrs[naddrs++], optarg);
             break;
+        case 'r': {
+            /* HOST:P1-P2 -> HOST:P1 ... HOST:P2 */
+            const char *colon = strrchr(optarg, ':');
+            const char *dash = colon ? strchr(colon, '-') : NULL;
+            uint64_t p1, p2;
+            if (!dash || !parse_u64(colon + 1, (size_t)(dash - colon - 1), &p1) ||
+                !parse_u64(dash + 1, strlen(dash + 1), &p2) || p1 < 1 || p2 < p1 ||
+                p2 > 65535)
+                die("bad --listen-range %s (want HOST:PORT1-PORT2)", optarg);
+            if (p2 - p1 + 1 > (uint64_t)(MAX_LISTEN - naddrs))
+                die("at most %d listening addresses", MAX_LISTEN);
+            for (uint64_t port = p1; port <= p2; port++) {
+                char spec[300];
+                snprintf(spec, sizeof spec, "%.*s:%" PRIu64, (int)(colon - optarg), optarg,
+                         port);
+                resolve(&addrs[naddrs++], spec);
+            }
+            break;
+        }
         case 't':
             if (!parse_u64(optarg, strlen(optarg), &v) || v < 1 || v > 1024)
                 die("bad --threads %s", optarg);
@@ -1832,6 +1858,9 @@ int main(int argc, char **argv)
         w->epfd = epoll_create1(EPOLL_CLOEXEC);
         if (w->epfd < 0)
             die("epoll_create1: %s", strerror(errno));
+        w->lis = calloc((size_t)naddrs, sizeof *w->lis);
+        if (!w->lis)
+            die("out of memory");
         for (int a = 0; a < naddrs; a++) {
             int fd = make_listener(&addrs[a], true);
             if (listen(fd, 4096) < 0)
@@ -1867,9 +1896,12 @@ int main(int argc, char **argv)
     uint64_t one = 1;
     if (write(g.stop_fd, &one, sizeof one) < 0)
         die("eventfd write: %s", strerror(errno));
-    for (int t = 0; t < g.nthreads; t++)
+    for (int t = 0; t < g.nthreads; t++) {
         pthread_join(ws[t].thread, NULL);
+        free(ws[t].lis);
+    }
     free(ws);
+    free(addrs);
     free(g.big_hdr);
     close(g.stop_fd);
     return 0;
