@@ -2,13 +2,13 @@
 # deps.sh — install what building and testing ringlb needs, from Debian 12 packages.
 # Idempotent and quiet when everything is there. Used by scripts/test.sh and scripts/demo.sh.
 #   scripts/deps.sh            build + test dependencies
-#   scripts/deps.sh --bench    also HAProxy and nginx (bench/run.sh)
+#   scripts/deps.sh --bench    also HAProxy, nginx, valgrind and gnuplot (bench/suite.sh)
 set -euo pipefail
 
 pkgs=(gcc make cmake pkg-config liburing-dev libssl-dev libjemalloc-dev libfyaml-dev
       node-llhttp python3 curl wrk openssl ca-certificates procps)
 if [[ "${1:-}" == "--bench" ]]; then
-    pkgs+=(haproxy nginx-light)
+    pkgs+=(haproxy nginx-light valgrind gnuplot-nox)
 fi
 
 missing=()
