@@ -7,6 +7,10 @@ set -euo pipefail
 
 pkgs=(gcc make cmake pkg-config liburing-dev libssl-dev libjemalloc-dev libfyaml-dev
       node-llhttp python3 curl wrk openssl ca-certificates procps)
+# Packaging and ops-file tests (test_packaging.py, test_ops_files.py): the man page linted
+# with groff, the unit with systemd-analyze, the logrotate file with logrotate -d, the
+# alert rules with promtool (shipped by Debian's prometheus package); util-linux for unshare.
+pkgs+=(groff-base systemd logrotate prometheus util-linux adduser)
 if [[ "${1:-}" == "--bench" ]]; then
     pkgs+=(haproxy nginx-light valgrind gnuplot-nox)
 fi
