@@ -1036,7 +1036,7 @@ static const char *const TOP_KEYS[] = {
     "threads", "shutdown_timeout", "state_file", "admin", "access_log", "metrics", "user",
     "stickiness_key_file", "cluster", "listeners", "target_groups", NULL,
 };
-static const char *const ADMIN_KEYS[] = {"listen", "token_file", NULL};
+static const char *const ADMIN_KEYS[] = {"listen", "token_file", "canary_header", NULL};
 static const char *const ACCESS_LOG_KEYS[] = {"path", NULL};
 static const char *const METRICS_KEYS[] = {"window", NULL};
 static const char *const CLUSTER_KEYS[] = {"etcd", "prefix", "instance", "lease_ttl", "tls",
@@ -1093,6 +1093,7 @@ static const char *const SCALING_METRICS[] = {"request_count_per_target", NULL};
 
 #define DEFAULT_SECURITY_POLICY "ELBSecurityPolicy-TLS13-1-2-2021-06"
 #define DEFAULT_ADMIN_LISTEN "127.0.0.1:9901"
+#define DEFAULT_CANARY_HEADER "X-Ringlb-Canary"
 #define DEFAULT_CLUSTER_PREFIX "/ringlb/"
 
 /* ---------------------------------------------------------------------------------------------
@@ -1108,16 +1109,23 @@ static void parse_admin(struct ctx *c, struct rlb_config *cfg, const struct map 
 {
     struct field f = get_field(top, "admin");
     struct map m;
-    if (!f.present) {
-        return;
-    }
-    if (!open_map(c, &f, ADMIN_KEYS, &m)) {
+    if (!f.present || !open_map(c, &f, ADMIN_KEYS, &m)) {
+        cfg->admin.canary_header = strdup(DEFAULT_CANARY_HEADER);
         return;
     }
     if (get_str(c, &m, "listen", false, false, &cfg->admin.listen) == 0) {
         cfg->admin.listen = strdup(DEFAULT_ADMIN_LISTEN);
     }
     get_str(c, &m, "token_file", false, false, &cfg->admin.token_file);
+    if (get_str(c, &m, "canary_header", false, false, &cfg->admin.canary_header) == 1) {
+        if (!valid_token(cfg->admin.canary_header)) {
+            struct field hf = get_field(&m, "canary_header");
+            errf(c, hf.loc, "%s: \"%.64s\" is not a valid header name (1..40 token "
+                 "characters)", hf.path, cfg->admin.canary_header);
+        }
+    } else {
+        cfg->admin.canary_header = strdup(DEFAULT_CANARY_HEADER);
+    }
     if (!cfg->admin.listen) {
         return;
     }
@@ -2360,6 +2368,7 @@ void rlb_config_free(struct rlb_config *cfg)
     free(cfg->state_file);
     free(cfg->admin.listen);
     free(cfg->admin.token_file);
+    free(cfg->admin.canary_header);
     free(cfg->access_log.path);
     free(cfg->user);
     free(cfg->stickiness_key_file);

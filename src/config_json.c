@@ -296,6 +296,8 @@ struct fy_node *rlb_config_json(struct rlb_json *j, const struct rlb_config *cfg
         struct fy_node *a = obj(&c);
         set_str(&c, a, "listen", cfg->admin.listen);
         set_bool(&c, a, "token_required", cfg->admin.token_file != NULL);
+        if (cfg->admin.canary_header)
+            set_str(&c, a, "canary_header", cfg->admin.canary_header);
         set(&c, o, "admin", a);
     }
     struct fy_node *al = obj(&c);

@@ -761,6 +761,19 @@ static void respond_redirect(struct rlb_conn *c, const struct rlb_action *a,
     respond_local(c, status, NULL, NULL, 0, loc, c->close_after);
 }
 
+/* Does the request carry `<canary header>: force` (name and value case-insensitive)? */
+static bool canary_forced(const struct rlb_forward *f, const struct rlb_http_head *h)
+{
+    for (uint32_t i = 0; i < h->n_hdrs; i++) {
+        const struct rlb_hdr *x = &h->hdrs[i];
+        if (x->name_len == f->canary_header_len && x->value_len == 5 &&
+            strncasecmp(x->name, f->canary_header, x->name_len) == 0 &&
+            strncasecmp(x->value, "force", 5) == 0)
+            return true;
+    }
+    return false;
+}
+
 /* Start forwarding the parsed request in h (head bytes: the first `len` bytes of c->st.in). */
 static void forward(struct rlb_conn *c, const struct rlb_action *a, struct rlb_forward *f,
                     struct rlb_http_head *h)
@@ -770,7 +783,10 @@ static void forward(struct rlb_conn *c, const struct rlb_action *a, struct rlb_f
     const struct rlb_listener_cfg *lc = ex->lst->cfg;
     struct rlb_group *g = NULL;
     bool sticky_hit = false;
-    if (a->forward.stickiness_enabled && f->n_groups > 1) {
+    bool forced = f->canary && canary_forced(f, h);
+    if (forced) {
+        g = f->canary; /* a deployment's test traffic: the `to` group whatever the weights */
+    } else if (a->forward.stickiness_enabled && f->n_groups > 1) {
         /* A valid AWSALBTG cookie names a group of this action: stay there while it has a
          * routable target. */
         size_t vlen;
@@ -793,7 +809,7 @@ static void forward(struct rlb_conn *c, const struct rlb_action *a, struct rlb_f
     ex->group = g;
     if (g && a->forward.stickiness_enabled && !sticky_hit)
         rlb_metrics_non_sticky(w->metrics, g->metric_id);
-    if (g && a->forward.stickiness_enabled) {
+    if (g && a->forward.stickiness_enabled && !forced) {
         for (size_t i = 0; i < f->n_groups; i++)
             if (f->groups[i] == g)
                 ex->sticky_group = f->group_hash[i];

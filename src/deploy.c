@@ -154,6 +154,8 @@ static void restore(struct deployment *d)
 static void finish(struct deployment *d, enum deploy_state st, uint64_t now, const char *why)
 {
     d->state = st; /* first: the state_file written below no longer lists it */
+    if (rlb_weights_canary_set(d->listener, d->priority, NULL) < 0)
+        rlb_log_warn("deployment %s: out of memory dropping the canary header route", d->id);
     if (st == D_ROLLED_BACK || st == D_STOPPED)
         restore(d);
     else if (rlb_admin_state_save() < 0)
@@ -677,6 +679,8 @@ static int create(const char *body, size_t len, char **json)
         deployment_free(d);
         return fail(json, status, err);
     }
+    if (rlb_weights_canary_set(d->listener, d->priority, d->to) < 0)
+        rlb_log_warn("deployment %s: out of memory: the canary header route is not set", d->id);
     add_step(d, now, "shift");
     d->step_end_ms = now + (d->linear ? d->step_bake_ms : d->bake_ms);
     forget_old();

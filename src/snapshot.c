@@ -232,6 +232,15 @@ static int forward_build(struct rlb_snapshot *s, const struct rlb_action *a,
         f->group_hash[i] = name_hash(f->groups[i]->cfg->name);
         f->total_weight += f->weights[i];
     }
+    const char *canary = rlb_weights_canary(lname, priority);
+    const char *hname = s->cfg->admin.canary_header;
+    for (size_t i = 0; canary && hname && i < f->n_groups; i++) {
+        if (strcmp(f->groups[i]->cfg->name, canary) == 0) {
+            f->canary = f->groups[i];
+            f->canary_header = hname;
+            f->canary_header_len = (uint32_t)strlen(hname);
+        }
+    }
     return 0;
 }
 

@@ -19,6 +19,15 @@
 static struct rlb_weights_override *table;
 static size_t n_table, cap_table;
 
+/* Canary marks: a handful at most (one per running deployment). */
+struct canary_mark {
+    char *listener;
+    uint32_t priority;
+    char *group;
+};
+static struct canary_mark *marks;
+static size_t n_marks;
+
 static const struct rlb_listener_cfg *listener_of(const struct rlb_config *cfg, const char *name)
 {
     for (size_t i = 0; i < cfg->n_listeners; i++)
@@ -313,8 +322,60 @@ const struct rlb_weights_override *rlb_weights_at(size_t i)
     return i < n_table ? &table[i] : NULL;
 }
 
+const char *rlb_weights_canary(const char *listener, uint32_t priority)
+{
+    for (size_t i = 0; i < n_marks; i++)
+        if (marks[i].priority == priority && strcmp(marks[i].listener, listener) == 0)
+            return marks[i].group;
+    return NULL;
+}
+
+static void mark_free(struct canary_mark *m)
+{
+    free(m->listener);
+    free(m->group);
+}
+
+int rlb_weights_canary_set(const char *listener, uint32_t priority, const char *group)
+{
+    size_t i = 0;
+    while (i < n_marks && !(marks[i].priority == priority &&
+                            strcmp(marks[i].listener, listener) == 0))
+        i++;
+    if (group) {
+        char *g = strdup(group);
+        if (!g)
+            return -ENOMEM;
+        if (i == n_marks) {
+            char *l = strdup(listener);
+            struct canary_mark *nm = l ? realloc(marks, (n_marks + 1) * sizeof(*nm)) : NULL;
+            if (!nm) {
+                free(l);
+                free(g);
+                return -ENOMEM;
+            }
+            marks = nm;
+            marks[n_marks++] = (struct canary_mark){l, priority, NULL};
+        }
+        free(marks[i].group);
+        marks[i].group = g;
+    } else if (i < n_marks) {
+        mark_free(&marks[i]);
+        memmove(&marks[i], &marks[i + 1], (n_marks - i - 1) * sizeof(*marks));
+        n_marks--;
+    } else {
+        return 0;
+    }
+    return republish();
+}
+
 void rlb_weights_destroy(void)
 {
+    for (size_t i = 0; i < n_marks; i++)
+        mark_free(&marks[i]);
+    free(marks);
+    marks = NULL;
+    n_marks = 0;
     for (size_t i = 0; i < n_table; i++)
         override_free(&table[i]);
     free(table);

@@ -203,6 +203,7 @@ struct rlb_config {
         char *listen;           /* NULL when there is no admin block; default "127.0.0.1:9901" */
         struct rlb_sockaddr addr;
         char *token_file;       /* NULL when absent */
+        char *canary_header;    /* deployments' force header; default "X-Ringlb-Canary" */
     } admin;
     struct {
         char *path;             /* NULL = off (default); "-" = stdout */

@@ -110,6 +110,10 @@ struct rlb_forward {
     int32_t *cur;                   /* smooth WRR current weights: [n_workers][cur_stride], each
                                      * worker's row on its own cache lines */
     uint32_t cur_stride;
+    struct rlb_group *canary;       /* a deployment's `to` group while one runs on this action
+                                     * (weights.h canary marks), else NULL */
+    const char *canary_header;      /* header that forces `canary` (cfg->admin.canary_header) */
+    uint32_t canary_header_len;
 };
 
 /* A listener's routing data. */

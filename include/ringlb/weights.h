@@ -16,6 +16,12 @@
  * still exists; otherwise the reload drops it (rlb_weights_prune, logged) and the file's
  * weights apply. rlb_weights_remove() goes back to the file's weights explicitly.
  *
+ * Canary marks: while a deployment runs on a rule, the rule carries a mark naming the
+ * deployment's `to` group (rlb_weights_canary_set). Snapshots resolve it into
+ * rlb_forward.canary, and requests carrying `<admin.canary_header>: force` go to that group
+ * whatever the weights. Marks are kept apart from the overrides: setting or removing weights
+ * never clears a mark; only the deployment controller does.
+ *
  * Everything here runs on the main thread.
  */
 #ifndef RINGLB_WEIGHTS_H
@@ -79,7 +85,15 @@ size_t rlb_weights_prune(const struct rlb_config *cfg);
 size_t rlb_weights_count(void);
 const struct rlb_weights_override *rlb_weights_at(size_t i);
 
-/* Forget every override (at exit, or before loading a state file). */
+/* Mark (group != NULL) or unmark (group == NULL) the rule (listener, priority) as under a
+ * deployment towards `group`, then publish a rebuilt snapshot. Returns 0 or -ENOMEM. */
+int rlb_weights_canary_set(const char *listener, uint32_t priority, const char *group);
+
+/* The canary group marked on (listener, priority), or NULL. Valid until the next
+ * rlb_weights_canary_set(). */
+const char *rlb_weights_canary(const char *listener, uint32_t priority);
+
+/* Forget every override and canary mark (at exit, or before loading a state file). */
 void rlb_weights_destroy(void);
 
 #endif

@@ -149,6 +149,42 @@ class TestShifts(DeployCase):
                          [("ga", 100), ("gb", 0)])
         self.assertEqual(set(split(self.lb.port(), 6, "/split")), {"A"})
 
+    def forced_split(self, n, name="X-Ringlb-Canary", value="force"):
+        cnt = {}
+        with h.Conn(self.lb.port()) as c:
+            for _ in range(n):
+                r = c.roundtrip("GET", "/split", headers=[(name, value)])
+                self.assertEqual(r.status, 200, r)
+                cnt[r.header("X-Backend")] = cnt.get(r.header("X-Backend"), 0) + 1
+        return cnt
+
+    def test_canary_header_forces_the_to_group(self):
+        # no deployment: the header means nothing
+        self.assertEqual(self.forced_split(4), {"A": 4})
+        dep = self.start(canary(canary_percent=10, bake="60s"))
+        self.assertEqual(self.forced_split(12), {"B": 12})
+        self.assertEqual(self.forced_split(6, "x-ringlb-canary", "FORCE"), {"B": 6})
+        # another value, or no header: the weights (90/10) decide
+        got = self.forced_split(10, value="yes")
+        self.assertEqual((got.get("A"), got.get("B")), (9, 1), got)
+        got = split(self.lb.port(), 10, "/split")
+        self.assertEqual((got["A"], got["B"]), (9, 1), got)
+        ok_json(api(self.lb, "POST", f"/api/v1/deployments/{dep['id']}/stop"))
+        self.assertEqual(self.forced_split(4), {"A": 4})
+
+    def test_canary_header_name_configurable(self):
+        self.lb.stop()
+        cfg = json.loads(config(self.a, self.b))
+        cfg["admin"]["canary_header"] = "X-Try-New"
+        self.lb = self.ringlb(json.dumps(cfg), threads=1)
+        self.assertEqual(ok_json(api(self.lb, "GET", "/api/v1/config"))["config"]["admin"]
+                         ["canary_header"], "X-Try-New")
+        dep = self.start(canary(canary_percent=10, bake="60s"))
+        self.assertEqual(self.forced_split(4, "X-Try-New"), {"B": 4})
+        got = self.forced_split(10)   # the default name is not special any more
+        self.assertEqual((got.get("A"), got.get("B")), (9, 1), got)
+        ok_json(api(self.lb, "POST", f"/api/v1/deployments/{dep['id']}/stop"))
+
     def test_validation(self):
         cases400 = [
             canary(strategy="blue-green"), canary(canary_percent=0), canary(canary_percent=100),

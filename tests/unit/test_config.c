@@ -139,6 +139,7 @@ TEST(test_defaults)
     CHECK_EQ_INT(cfg->shutdown_timeout_ms, 30 * MS_S);
     CHECK(cfg->state_file == NULL);
     CHECK(cfg->admin.listen == NULL && cfg->admin.token_file == NULL);
+    CHECK_EQ_STR(cfg->admin.canary_header, "X-Ringlb-Canary");
     CHECK(cfg->access_log.path == NULL);
     CHECK_EQ_INT(cfg->metrics.window_ms, 60 * MS_S);
     CHECK(cfg->user == NULL && cfg->stickiness_key_file == NULL);
@@ -611,6 +612,8 @@ TEST(test_error_cases)
          "non-loopback admin address requires admin.token_file"},
         {DEFAULT_ACTION, "admin: {listen: \"[::]:9901\"}\n", "5:17", "requires admin.token_file"},
         {DEFAULT_ACTION, "admin: {listen: 127.0.0.1}\n", "5:17", "invalid address"},
+        {DEFAULT_ACTION, "admin: {canary_header: \"X Canary\"}\n", "5:24",
+         "admin.canary_header: \"X Canary\" is not a valid header name"},
         {DEFAULT_ACTION, "access_log: \"-\"\n", "5:13", "expected a mapping, got a scalar"},
         {DEFAULT_ACTION, "cluster: {prefix: /x/}\n", "5:11", "missing required key 'etcd'"},
         {DEFAULT_ACTION, "cluster: {etcd: [127.0.0.1:2379]}\n", "5:18", "an http:// or https://"},
@@ -782,7 +785,7 @@ TEST(test_valid_variants)
      * of protocol, matcher lists, weights, source_ip host bits cleared */
     const char *text =
         "threads: 8\n"
-        "admin: {listen: 0.0.0.0:9901, token_file: /tmp/tok}\n"
+        "admin: {listen: 0.0.0.0:9901, token_file: /tmp/tok, canary_header: X-Try-New}\n"
         "access_log: {path: off}\n"
         "metrics: {window: 2s}\n"
         "listeners:\n"
@@ -816,6 +819,7 @@ TEST(test_valid_variants)
     }
     CHECK_EQ_INT(cfg->threads, 8);
     CHECK_EQ_STR(cfg->admin.token_file, "/tmp/tok");
+    CHECK_EQ_STR(cfg->admin.canary_header, "X-Try-New");
     CHECK(cfg->access_log.path == NULL);
     CHECK_EQ_INT(cfg->metrics.window_ms, 2 * MS_S);
     const struct rlb_listener_cfg *l = &cfg->listeners[0];
