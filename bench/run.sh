@@ -3,7 +3,10 @@
 #
 #   bench/run.sh [--duration S] [--runs N] [--conns "100 1000"] [--threads T]
 #                [--only ringlb|haproxy|nginx] [--idle] [--idle-conns N] [--port-base P]
-#                [--rules N] [--observability]
+#                [--rules N] [--observability] [--close] [--targets N] [--bytes N]
+#                [--warmup S] [--out DIR]
+#
+# bench/suite.sh runs every mode below (and bench/tls.sh, bench/callgrind.sh) in one go.
 #
 # Throughput mode (default): one rlb-backend (2 threads, listeners 127.0.0.1:19001 and :19002)
 # and wrk run on CPU 1; each proxy runs on CPU 0 with T worker threads (--threads, default 1)
@@ -28,17 +31,38 @@
 # log files are truncated (the disk use stays bounded). The ratio column compares against
 # ringlb-metrics; obs.md lists the log lines written and dropped.
 #
+# Connection churn (--close): wrk sends "Connection: close" with every request, so every request
+# is a new client connection (wrk reconnects after each response). The proxies' configurations
+# are unchanged: each answers with "Connection: close" and closes the client connection (checked
+# with curl before the runs, recorded in env.txt) while keeping its keep-alive connections to the
+# backend. rlb-backend's /stats is read before and after every run: the table adds the backend
+# connections opened per 1,000 requests (about 0 when the upstream keep-alive holds).
+#
+# Targets (--targets N, N <= 1000): the three proxies run twice side by side in the same run,
+# with the usual 2 targets and with one group of N targets ("ringlb-tN", "haproxy-tN",
+# "nginx-tN" on ports P+11..P+13): rlb-backend also listens on 127.0.0.1:20000..20000+N-1
+# (--listen-range), ringlb has one target group of N targets, HAProxy N server lines, nginx N
+# upstream servers, all round robin; nginx's upstream keep-alive cache is raised to N+256
+# connections so that each target keeps an idle connection, as ringlb's and HAProxy's
+# per-target pools do. Runs alternate over all six; the ratio column of a -tN row compares it
+# with the same proxy's 2-target row.
+#
+# Large responses (--bytes N): wrk fetches /bytes/N (N body bytes from rlb-backend) instead of
+# /; the table adds MB/s (req/s x N / 10^6). nginx gets `proxy_max_temp_file_size 0` and
+# 8 x 16 KiB proxy buffers so that it streams through memory like ringlb and HAProxy (its
+# default would spill responses above 32 KiB to temporary files).
+#
 # Idle mode (--idle): bench/idle_conns.py opens N (default 10000) keep-alive connections to each
 # proxy, sends one request on each and holds them; the proxy's VmRSS growth (all of its
 # processes) divided by N is its memory per idle connection (KiB/conn). The connections are
 # opened in two equal batches; the growth over the second batch alone (KiB/conn, second half)
 # leaves out fixed costs that only appear with first use (buffer pools, allocator arenas).
 #
-# The script builds nothing: it expects build/ringlb and build/rlb-backend (RINGLB_BUILD_DIR
-# overrides the directory). It installs haproxy, nginx-light and wrk with apt-get when they are
-# missing. Raw results (wrk output, configs, logs, results.tsv, table.md) go to
-# bench/out/<timestamp>/. Every process it starts is stopped on exit; all traffic stays on
-# 127.0.0.1.
+# --warmup S sets the warm-up per proxy before the runs (default 2 s). The script builds
+# nothing: it expects build/ringlb and build/rlb-backend (RINGLB_BUILD_DIR overrides the
+# directory). It installs haproxy, nginx-light and wrk with apt-get when they are missing. Raw
+# results (wrk output, configs, logs, results.tsv, table.md) go to bench/out/<timestamp>/ (or
+# --out DIR). Every process it starts is stopped on exit; all traffic stays on 127.0.0.1.
 set -euo pipefail
 # shellcheck source=bench/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -57,13 +81,18 @@ IDLE_N=10000
 RULES=0
 OBS=0
 WARMUP=2
+CLOSE=0
+TARGETS=0
+BYTES=0
+OUT=""
+TGT_PORT_BASE=20000
 
 PORT_BASE=18080
 declare -A PID=()
 IDLE_PIDS=()
 
 usage() {
-    sed -n '3,5p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '3,6p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
     exit "${1:-2}"
 }
 
@@ -84,6 +113,11 @@ while [ $# -gt 0 ]; do
         --port-base) PORT_BASE=${2:?}; shift 2 ;;
         --rules) RULES=${2:?}; shift 2 ;;
         --observability) OBS=1; shift ;;
+        --close) CLOSE=1; shift ;;
+        --targets) TARGETS=${2:?}; shift 2 ;;
+        --bytes) BYTES=${2:?}; shift 2 ;;
+        --warmup) WARMUP=${2:?}; shift 2 ;;
+        --out) OUT=${2:?}; shift 2 ;;
         -h|--help) usage 0 ;;
         *) echo "run.sh: unknown argument $1" >&2; usage ;;
     esac
@@ -93,6 +127,10 @@ in_range "$RUNS" 1 100 || die "--runs wants 1..100"
 in_range "$THREADS" 1 64 || die "--threads wants 1..64"
 in_range "$IDLE_N" 1 1000000 || die "--idle-conns wants 1..1000000"
 in_range "$PORT_BASE" 1024 65000 || die "--port-base wants 1024..65000"
+in_range "$WARMUP" 0 600 || die "--warmup wants 0..600 seconds"
+in_range "$TARGETS" 0 1000 || die "--targets wants 3..1000"
+[ "$TARGETS" -eq 0 ] || [ "$TARGETS" -ge 3 ] || die "--targets wants 3..1000 (2 is the default)"
+in_range "$BYTES" 0 1073741824 || die "--bytes wants 1..1073741824"
 for c in $CONNS; do
     in_range "$c" 2 1000000 || die "--conns wants numbers >= 2 (wrk -t 2), got '$c'"
 done
@@ -106,6 +144,25 @@ case $ONLY in
     *) die "--only wants ringlb, haproxy or nginx" ;;
 esac
 WRK_HEADER=()
+WRK_PATH=/
+[ "$BYTES" -eq 0 ] || WRK_PATH=/bytes/$BYTES
+[ "$CLOSE" -eq 0 ] || WRK_HEADER=(-H "Connection: close")
+NGINX_EXTRA=""
+[ "$BYTES" -eq 0 ] ||
+    NGINX_EXTRA=$'            proxy_max_temp_file_size 0;\n            proxy_buffer_size 16k;\n            proxy_buffers 8 16k;'
+declare -A NTARGETS=()
+if [ "$TARGETS" -gt 0 ]; then
+    [ "$RULES" -eq 0 ] && [ "$OBS" -eq 0 ] || die "--targets runs apart from --rules and --observability"
+    base=("${PROXIES[@]}")
+    PROXIES=()
+    for p in "${base[@]}"; do
+        PROXIES+=("$p" "$p-t$TARGETS")
+        NTARGETS[$p-t$TARGETS]=$TARGETS
+    done
+    PORT[ringlb-t$TARGETS]=$((PORT_BASE + 11))
+    PORT[haproxy-t$TARGETS]=$((PORT_BASE + 12))
+    PORT[nginx-t$TARGETS]=$((PORT_BASE + 13))
+fi
 if [ "$RULES" -gt 0 ]; then
     in_range "$RULES" 1 100000 || die "--rules wants 1..100000"
     PROXIES=(ringlb-r1 "ringlb-r$RULES")
@@ -144,8 +201,8 @@ command -v curl >/dev/null || missing+=(curl)
 command -v taskset >/dev/null || missing+=(util-linux)
 for p in "${PROXIES[@]}"; do
     case $p in
-        haproxy) command -v haproxy >/dev/null || missing+=(haproxy) ;;
-        nginx) command -v nginx >/dev/null || missing+=(nginx-light) ;;
+        haproxy*) command -v haproxy >/dev/null || missing+=(haproxy) ;;
+        nginx*) command -v nginx >/dev/null || missing+=(nginx-light) ;;
     esac
 done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -180,9 +237,11 @@ fi
 for p in 19001 19002 "${PORT[@]}" ${ADMIN_PORT[@]+"${ADMIN_PORT[@]}"}; do
     ! port_busy "$p" || die "127.0.0.1:$p is already in use (a previous run still alive?)"
 done
+# (the --targets range is checked by rlb-backend itself: it refuses a port in use)
 
-OUT=$ROOT/bench/out/$(date +%Y%m%d-%H%M%S)
+[ -n "$OUT" ] || OUT=$ROOT/bench/out/$(date +%Y%m%d-%H%M%S)
 mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
 CLK_TCK=$(getconf CLK_TCK)
 
 # ------------------------------------------------------------------------------------------
@@ -225,26 +284,57 @@ wait_http() {   # port timeout_s -> 0 when GET / answers 200 with the backend's 
 }
 
 start_backend() {
+    local range=() want=2
+    if [ "$TARGETS" -gt 0 ]; then
+        range=(--listen-range "127.0.0.1:$TGT_PORT_BASE-$((TGT_PORT_BASE + TARGETS - 1))")
+        want=$((2 + TARGETS))
+    fi
     taskset -c "$LOAD_CPU" "$BUILD/rlb-backend" --listen "$BACKEND1" --listen "$BACKEND2" \
-        --threads 2 --name bench >"$OUT/backend.log" 2>&1 &
+        ${range[@]+"${range[@]}"} --threads 2 --name bench >"$OUT/backend.log" 2>&1 &
     PID[backend]=$!
     local deadline=$((SECONDS + 10))
-    while [ "$(grep -c '^listening ' "$OUT/backend.log" 2>/dev/null)" -lt 2 ]; do
+    while [ "$(grep -c '^listening ' "$OUT/backend.log" 2>/dev/null)" -lt "$want" ]; do
         kill -0 "${PID[backend]}" 2>/dev/null || die "rlb-backend exited: $(cat "$OUT/backend.log")"
         [ $SECONDS -lt $deadline ] || die "rlb-backend did not start"
         sleep 0.05
     done
 }
 
-fill_template() {   # template output
+# With N targets (N > 2) the server line of @BACKEND1@ is repeated for every target (b1..bN,
+# 127.0.0.1:20000..) and the one of @BACKEND2@ dropped; nginx's `keepalive 256` becomes N+256.
+# NGINX_EXTRA (--bytes) goes after nginx's proxy_set_header line.
+fill_template() {   # template output port [targets]
+    awk -v n="${4:-2}" -v base="$TGT_PORT_BASE" -v extra="$NGINX_EXTRA" '
+        n != 2 && !/^ *#/ && /@BACKEND2@/ { next }
+        n != 2 && !/^ *#/ && /@BACKEND1@/ {
+            for (i = 1; i <= n; i++) {
+                l = $0; sub(/ b1 /, " b" i " ", l); sub(/@BACKEND1@/, "127.0.0.1:" (base + i - 1), l)
+                print l
+            }
+            next
+        }
+        n != 2 && /^ *keepalive 256;/ { sub(/256/, n + 256) }
+        { print }
+        extra != "" && /proxy_set_header Connection "";/ { print extra }' "$1" |
     sed -e "s|@THREADS@|$THREADS|g" -e "s|@BACKEND1@|$BACKEND1|g" -e "s|@BACKEND2@|$BACKEND2|g" \
-        -e "s|@MAXCONN@|$MAXCONN|g" -e "s|@OUT@|$OUT|g" -e "s|@PORT@|$3|g" "$1" >"$2"
+        -e "s|@MAXCONN@|$MAXCONN|g" -e "s|@OUT@|$OUT|g" -e "s|@PORT@|$3|g" >"$2"
 }
 
-write_ringlb_config() {   # file [port [rules [admin_port [access_log]]]]
-    local port=${2:-${PORT[ringlb]}} nrules=${3:-0} admin=${4:-} alog=${5:-}
+targets_yaml() {   # n -> the YAML list items of the bench group's targets
+    local i
+    if [ "${1:-2}" -le 2 ]; then
+        printf '      - %s\n      - %s\n' "$BACKEND1" "$BACKEND2"
+        return
+    fi
+    for ((i = 0; i < $1; i++)); do
+        printf '      - 127.0.0.1:%d\n' $((TGT_PORT_BASE + i))
+    done
+}
+
+write_ringlb_config() {   # file [port [rules [admin_port [access_log [targets]]]]]
+    local port=${2:-${PORT[ringlb]}} nrules=${3:-0} admin=${4:-} alog=${5:-} ntg=${6:-2}
     cat >"$1" <<EOF
-# Generated by bench/run.sh: one plaintext listener forwarding to both rlb-backend listeners.
+# Generated by bench/run.sh: one plaintext listener forwarding to the rlb-backend listeners.
 threads: $THREADS
 shutdown_timeout: 2s
 $( [ -z "$admin" ] || printf 'admin: { listen: "127.0.0.1:%s" }' "$admin")
@@ -276,18 +366,17 @@ target_groups:
     health_check:
       enabled: false
     targets:
-      - $BACKEND1
-      - $BACKEND2
+$(targets_yaml "$ntg")
 EOF
 }
 
 start_proxy() {
-    local name=$1 port=${PORT[$1]}
+    local name=$1 port=${PORT[$1]} ntg=${NTARGETS[$1]:-2}
     case $name in
-        ringlb)
-            write_ringlb_config "$OUT/ringlb.yaml"
-            taskset -c "$PROXY_CPU" "$BUILD/ringlb" -c "$OUT/ringlb.yaml" --threads "$THREADS" \
-                --log-level warn >"$OUT/ringlb.log" 2>&1 &
+        ringlb|ringlb-t*)
+            write_ringlb_config "$OUT/$name.yaml" "$port" 0 "" "" "$ntg"
+            taskset -c "$PROXY_CPU" "$BUILD/ringlb" -c "$OUT/$name.yaml" --threads "$THREADS" \
+                --log-level warn >"$OUT/$name.log" 2>&1 &
             ;;
         ringlb-r*)
             write_ringlb_config "$OUT/$name.yaml" "$port" "${name#ringlb-r}"
@@ -304,23 +393,37 @@ start_proxy() {
             taskset -c "$PROXY_CPU" "$BUILD/ringlb" -c "$OUT/$name.yaml" --threads "$THREADS" \
                 --log-level warn >"$OUT/$name.log" 2>&1 &
             ;;
-        haproxy)
-            fill_template "$ROOT/bench/peers/haproxy.cfg.in" "$OUT/haproxy.cfg" "$port"
-            taskset -c "$PROXY_CPU" haproxy -db -f "$OUT/haproxy.cfg" >"$OUT/haproxy.log" 2>&1 &
+        haproxy|haproxy-t*)
+            fill_template "$ROOT/bench/peers/haproxy.cfg.in" "$OUT/$name.cfg" "$port" "$ntg"
+            taskset -c "$PROXY_CPU" haproxy -db -f "$OUT/$name.cfg" >"$OUT/$name.log" 2>&1 &
             ;;
-        nginx)
-            mkdir -p "$OUT/nginx-client-body" "$OUT/nginx-proxy-temp"
-            fill_template "$ROOT/bench/peers/nginx.conf.in" "$OUT/nginx.conf" "$port"
-            taskset -c "$PROXY_CPU" nginx -c "$OUT/nginx.conf" -p "$OUT" -e "$OUT/nginx-error.log" \
-                >"$OUT/nginx.log" 2>&1 &
+        nginx|nginx-t*)
+            # each nginx gets its own pid file and temporary directories
+            mkdir -p "$OUT/$name"/{client-body,proxy-temp}
+            fill_template "$ROOT/bench/peers/nginx.conf.in" "$OUT/$name.conf" "$port" "$ntg"
+            sed -i -e "s|$OUT/nginx.pid|$OUT/$name/nginx.pid|" \
+                -e "s|$OUT/nginx-client-body|$OUT/$name/client-body|" \
+                -e "s|$OUT/nginx-proxy-temp|$OUT/$name/proxy-temp|" \
+                -e "s|$OUT/nginx-error.log|$OUT/$name-error.log|" "$OUT/$name.conf"
+            taskset -c "$PROXY_CPU" nginx -c "$OUT/$name.conf" -p "$OUT" -e "$OUT/$name-error.log" \
+                >"$OUT/$name.log" 2>&1 &
             ;;
     esac
     PID[$name]=$!
     if ! wait_http "$port" 15; then
         echo "run.sh: $name did not answer on 127.0.0.1:$port; its log:" >&2
         tail -n 20 "$OUT/$name.log" >&2 || true
-        [ "$name" = nginx ] && tail -n 20 "$OUT/nginx-error.log" >&2 2>/dev/null
+        [[ $name == nginx* ]] && tail -n 20 "$OUT/$name-error.log" >&2 2>/dev/null
         exit 1
+    fi
+    if [ "$CLOSE" -eq 1 ]; then
+        # the proxy must answer "Connection: close" and close: else wrk would keep the connection
+        local h
+        h=$(curl -s -m 5 -D - -o /dev/null -H "Connection: close" "http://127.0.0.1:$port/" |
+            tr -d '\r' | awk 'tolower($1) == "connection:" {print tolower($2)}')
+        echo "close check: $name answers a Connection: close request with Connection: ${h:-(none)}" \
+            >>"$OUT/env.txt"
+        [ "$h" = close ] || echo "run.sh: warning: $name did not answer Connection: close" >&2
     fi
 }
 
@@ -337,7 +440,13 @@ versions() {
         esac
     done
     echo "wrk: $(wrk -v 2>&1 | head -n1)"
-    echo "proxy worker threads: $THREADS; duration ${DURATION}s; runs $RUNS; conns $CONNS"
+    echo "proxy worker threads: $THREADS; duration ${DURATION}s; runs $RUNS; conns $CONNS; warm-up ${WARMUP}s"
+    echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "request: GET $WRK_PATH${WRK_HEADER[*]:+ (wrk ${WRK_HEADER[*]})}$([ "$TARGETS" -eq 0 ] || echo "; targets 2 and $TARGETS")"
+}
+
+backend_conns() {   # -> connections rlb-backend has accepted so far (its /stats; +1 for this one)
+    curl -s -m 5 "http://$BACKEND1/stats" | sed -n 's/.*"connections":\([0-9]*\).*/\1/p'
 }
 
 # ------------------------------------------------------------------------------------------
@@ -347,11 +456,14 @@ versions() {
 
 run_wrk() {   # proxy conns run
     local name=$1 conns=$2 run=$3 port=${PORT[$1]}
-    local f="$OUT/wrk-$name-c$conns-r$run.txt" before after
+    local f="$OUT/wrk-$name-c$conns-r$run.txt" before after bc0 bc1
+    bc0=$(backend_conns)
     before=$(proc_tree "${PID[$name]}")
     run_bg "$f" timeout $((DURATION + 60)) taskset -c "$LOAD_CPU" wrk -t 2 -c "$conns" \
-        -d "${DURATION}s" --latency "${WRK_HEADER[@]}" "http://127.0.0.1:$port/"
+        -d "${DURATION}s" --latency ${WRK_HEADER[@]+"${WRK_HEADER[@]}"} \
+        "http://127.0.0.1:$port$WRK_PATH"
     after=$(proc_tree "${PID[$name]}")
+    bc1=$(backend_conns)
     kill -0 "${PID[$name]}" 2>/dev/null || die "$name died during the run (see $OUT/$name.log)"
     local rps reqs p50 p99 errs non2xx ticks cpu
     rps=$(awk '/^Requests\/sec:/ {print $2}' "$f")
@@ -366,9 +478,9 @@ run_wrk() {   # proxy conns run
     [ "$reqs" -gt 0 ] || echo "run.sh: warning: $name served no request at c=$conns (see $f)" >&2
     ticks=$(( ${after%% *} - ${before%% *} ))
     cpu=$(awk -v t="$ticks" -v hz="$CLK_TCK" 'BEGIN { printf "%.3f", t / hz }')
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$conns" "$run" "$rps" \
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$conns" "$run" "$rps" \
         "$(to_ms "$p50")" "$(to_ms "$p99")" "$cpu" "$reqs" "$(( ${errs:-0} + ${non2xx:-0} ))" \
-        >>"$OUT/results.tsv"
+        "$(( ${bc1:-0} - ${bc0:-0} - 1 ))" >>"$OUT/results.tsv"
     printf '  %-8s c=%-5s run %s: %10s req/s  p50 %8s  p99 %8s  cpu %6ss  errors %s\n' \
         "$name" "$conns" "$run" "$rps" "$p50" "$p99" "$cpu" "$(( ${errs:-0} + ${non2xx:-0} ))" >&2
     [ "$OBS" -eq 0 ] || obs_after_run "$name" "$conns" "$run" "$reqs"
@@ -390,21 +502,30 @@ obs_after_run() {   # proxy conns run requests
 }
 
 summarize() {
-    python3 - "$OUT/results.tsv" <<'EOF'
+    python3 - "$OUT/results.tsv" "$BYTES" "$CLOSE" <<'EOF'
 import statistics, sys
 rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if not l.startswith("proxy\t")]
+nbytes, close = int(sys.argv[2]), sys.argv[3] == "1"
 order = ["ringlb", "haproxy", "nginx"]
 obs = ["ringlb-metrics", "ringlb-log-shm", "ringlb-log-disk"]
-extra = sorted({r[0] for r in rows if r[0] not in order + obs},
+tgts = {r[0] for r in rows if r[0].split("-t")[0] in order and "-t" in r[0]}
+rules = sorted({r[0] for r in rows if r[0].startswith("ringlb-r")},
                key=lambda n: int(n[len("ringlb-r"):]))
-order += extra + obs
-base = "haproxy" if any(r[0] == "haproxy" for r in rows) else (extra[0] if extra else "haproxy")
+order = [q for p in order for q in [p] + sorted(t for t in tgts if t.startswith(p + "-"))]
+order += rules + obs
+base = "haproxy" if any(r[0] == "haproxy" for r in rows) else (rules[0] if rules else "haproxy")
 if any(r[0] == "ringlb-metrics" for r in rows):
     base = "ringlb-metrics"
+def base_of(p):   # a -tN row compares with the same proxy's 2-target row
+    return p.rsplit("-t", 1)[0] if p in tgts else base
 conns = sorted({int(r[1]) for r in rows})
+vs = base + " (-tN rows: 2-target row)" if tgts else base
 print("| conns | proxy | req/s (median) | req/s min..max | p50 ms | p99 ms "
-      f"| proxy CPU s / 100k req | req/s vs {base} | errors |")
-print("|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+      f"| proxy CPU s / 100k req | req/s vs {vs} | errors"
+      + (" | MB/s (median)" if nbytes else "")
+      + (" | backend conns / 1k req" if close else "") + " |")
+print("|---:|---|---:|---:|---:|---:|---:|---:|---:" + ("|---:" if nbytes else "")
+      + ("|---:" if close else "") + "|")
 for c in conns:
     med = {}
     for p in order:
@@ -417,11 +538,17 @@ for c in conns:
             continue
         rps = [float(r[3]) for r in rs]
         cpu = sum(float(r[6]) for r in rs) / max(1, sum(int(r[7]) for r in rs)) * 100000
-        ratio = f"{med[p] / med[base]:.2f}x" if med.get(base) else "n/a"
-        print(f"| {c} | {p} | {med[p]:,.0f} | {min(rps):,.0f}..{max(rps):,.0f} "
-              f"| {statistics.median(float(r[4]) for r in rs):.2f} "
-              f"| {statistics.median(float(r[5]) for r in rs):.2f} | {cpu:.3f} | {ratio} "
-              f"| {sum(int(r[8]) for r in rs)} |")
+        ratio = f"{med[p] / med[base_of(p)]:.2f}x" if med.get(base_of(p)) else "n/a"
+        line = (f"| {c} | {p} | {med[p]:,.0f} | {min(rps):,.0f}..{max(rps):,.0f} "
+                f"| {statistics.median(float(r[4]) for r in rs):.2f} "
+                f"| {statistics.median(float(r[5]) for r in rs):.2f} | {cpu:.3f} | {ratio} "
+                f"| {sum(int(r[8]) for r in rs)}")
+        if nbytes:
+            line += f" | {med[p] * nbytes / 1e6:,.0f}"
+        if close:
+            bc = sum(int(r[9]) for r in rs if len(r) > 9)
+            line += f" | {bc * 1000 / max(1, sum(int(r[7]) for r in rs)):.2f}"
+        print(line + " |")
 EOF
 }
 
@@ -499,12 +626,15 @@ if [ "$IDLE" -eq 1 ]; then
     exit 0
 fi
 
-printf 'proxy\tconns\trun\treq_s\tp50_ms\tp99_ms\tcpu_s\trequests\terrors\n' >"$OUT/results.tsv"
+printf 'proxy\tconns\trun\treq_s\tp50_ms\tp99_ms\tcpu_s\trequests\terrors\tbackend_conns\n' \
+    >"$OUT/results.tsv"
 for c in $CONNS; do
     for p in "${PROXIES[@]}"; do
+        [ "$WARMUP" -gt 0 ] || break
         echo "warm-up: $p c=$c ${WARMUP}s" >&2
         run_bg /dev/null timeout $((WARMUP + 30)) taskset -c "$LOAD_CPU" wrk -t 2 -c "$c" \
-            -d "${WARMUP}s" "${WRK_HEADER[@]}" "http://127.0.0.1:${PORT[$p]}/"
+            -d "${WARMUP}s" ${WRK_HEADER[@]+"${WRK_HEADER[@]}"} \
+            "http://127.0.0.1:${PORT[$p]}$WRK_PATH"
     done
     for r in $(seq "$RUNS"); do
         for p in "${PROXIES[@]}"; do

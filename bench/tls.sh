@@ -2,7 +2,8 @@
 # bench/tls.sh — the same TLS load against ringlb, HAProxy and nginx (HTTPS listeners).
 #
 #   bench/tls.sh [--duration S] [--runs N] [--idle-conns N] [--only ringlb|haproxy|nginx]
-#                [--port-base P] [--skip-idle]
+#                [--port-base P] [--skip-idle] [--cases "keepalive handshake resumed"]
+#                [--warmup S] [--out DIR]
 #
 # Topology as in bench/run.sh: one rlb-backend (2 threads, listeners 127.0.0.1:19101 and
 # :19102) and the load generator on CPU 1; each proxy on CPU 0 with ONE worker thread, all three
@@ -27,6 +28,13 @@
 #               directory), which drops the session on reconnect and counts the handshakes wrk
 #               completed, full and resumed; a run with any resumed handshake is flagged.
 #               wrk's latency figures exclude the handshake (its clock starts at the request).
+#   resumed     Resumed TLS 1.3 handshakes (PSK from a session ticket, no certificate
+#               signature): the same wrk command with the same shim in counting-only mode
+#               (TLS_NORESUME_KEEP=1), so wrk offers the ticket of its previous connection, as
+#               it does by itself. The shim's counts prove the resumption: the table shows
+#               full / resumed handshakes and the resumption rate (only each connection slot's
+#               first handshake should be full); a run below 90 % resumed is flagged.
+#   --cases picks among keepalive, handshake and resumed (default: all three, in that order).
 #   idle        --idle-conns N (default 10000) idle TLS 1.3 keep-alive connections per proxy
 #               (bench/idle_conns.py --tls: SNI bench.test, one request each, then idle),
 #               opened in two equal batches like `run.sh --idle`: VmRSS growth of the proxy's
@@ -40,11 +48,13 @@
 # core: the ceiling for full handshakes (verify/s bounds the client, which checks a signature
 # per handshake). The load average is recorded before and after (env.txt).
 #
-# The script builds nothing of ringlb: it expects build/ringlb and build/rlb-backend
-# (RINGLB_BUILD_DIR overrides the directory). It installs haproxy, nginx-light, wrk, openssl
-# (and gcc/libssl-dev for the shim) with apt-get when they are missing. Raw results (wrk output,
-# configs, certificate, logs, results.tsv, *.md tables) go to bench/out/<timestamp>/. Every
-# process it starts is stopped on exit; all traffic stays on 127.0.0.1.
+# --warmup S sets the warm-up per proxy and case (default 2 s). The script builds nothing of
+# ringlb: it expects build/ringlb and build/rlb-backend (RINGLB_BUILD_DIR overrides the
+# directory). It installs haproxy, nginx-light, wrk, openssl (and gcc/libssl-dev for the shim)
+# with apt-get when they are missing. Raw results (wrk output, configs, certificate, logs,
+# results.tsv, *.md tables) go to bench/out/<timestamp>-tls/ (or --out DIR). Every process it
+# starts is stopped on exit; all traffic stays on 127.0.0.1. bench/suite.sh runs it as part of
+# the whole suite.
 set -euo pipefail
 # shellcheck source=bench/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -61,6 +71,8 @@ PORT_BASE=18180
 SKIP_IDLE=0
 THREADS=1
 WARMUP=2
+CASES="keepalive handshake resumed"
+OUT=""
 KEEPALIVE_CONNS=100
 HANDSHAKE_CONNS=50
 SNI=bench.test
@@ -69,7 +81,7 @@ declare -A PID=()
 IDLE_PIDS=()
 
 usage() {
-    sed -n '4,5p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '4,6p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
     exit "${1:-2}"
 }
 
@@ -86,6 +98,9 @@ while [ $# -gt 0 ]; do
         --only) ONLY=${2:?}; shift 2 ;;
         --port-base) PORT_BASE=${2:?}; shift 2 ;;
         --skip-idle) SKIP_IDLE=1; shift ;;
+        --cases) CASES=${2?}; shift 2 ;;
+        --warmup) WARMUP=${2:?}; shift 2 ;;
+        --out) OUT=${2:?}; shift 2 ;;
         -h|--help) usage 0 ;;
         *) echo "tls.sh: unknown argument $1" >&2; usage ;;
     esac
@@ -94,6 +109,10 @@ in_range "$DURATION" 1 3600 || die "--duration wants 1..3600 seconds"
 in_range "$RUNS" 1 100 || die "--runs wants 1..100"
 in_range "$IDLE_N" 2 1000000 || die "--idle-conns wants 2..1000000"
 in_range "$PORT_BASE" 1024 65000 || die "--port-base wants 1024..65000"
+in_range "$WARMUP" 0 600 || die "--warmup wants 0..600 seconds"
+for k in $CASES; do
+    case $k in keepalive|handshake|resumed) ;; *) die "--cases wants keepalive, handshake, resumed" ;; esac
+done
 BACKEND1=127.0.0.1:19101
 BACKEND2=127.0.0.1:19102
 declare -A PORT=([ringlb]=$PORT_BASE [haproxy]=$((PORT_BASE + 1)) [nginx]=$((PORT_BASE + 2)))
@@ -163,8 +182,9 @@ for p in 19101 19102 "${PORT[@]}"; do
     ! port_busy "$p" || die "127.0.0.1:$p is already in use (a previous run still alive?)"
 done
 
-OUT=$ROOT/bench/out/$(date +%Y%m%d-%H%M%S)-tls
+[ -n "$OUT" ] || OUT=$ROOT/bench/out/$(date +%Y%m%d-%H%M%S)-tls
 mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
 CLK_TCK=$(getconf CLK_TCK)
 
 # ------------------------------------------------------------------------------------------
@@ -314,7 +334,7 @@ versions() {
     echo "openssl: $(openssl version)"
     echo "wrk: $(wrk -v 2>&1 | head -n1)"
     echo "certificate: ECDSA P-256 self-signed, SAN $SNI"
-    echo "duration ${DURATION}s; runs $RUNS; keep-alive conns $KEEPALIVE_CONNS; handshake conns $HANDSHAKE_CONNS; idle conns $([ "$SKIP_IDLE" -eq 1 ] && echo skipped || echo "$IDLE_N")"
+    echo "duration ${DURATION}s; runs $RUNS; warm-up ${WARMUP}s; cases $CASES; keep-alive conns $KEEPALIVE_CONNS; handshake conns $HANDSHAKE_CONNS; idle conns $([ "$SKIP_IDLE" -eq 1 ] && echo skipped || echo "$IDLE_N")"
 }
 
 # The ceiling for full handshakes: ECDSA P-256 signatures per second on one core (CPU 0).
@@ -352,6 +372,10 @@ wrk_cmd() {   # case proxy seconds -> the load command, one word per line
             printf '%s\n' timeout $(($3 + 60)) env "LD_PRELOAD=$SHIM" taskset -c "$LOAD_CPU" \
                 wrk -t 2 -c "$HANDSHAKE_CONNS" -d "${3}s" --latency -H "Connection: close" \
                 "https://127.0.0.1:$port/" ;;
+        resumed)
+            printf '%s\n' timeout $(($3 + 60)) env "LD_PRELOAD=$SHIM" TLS_NORESUME_KEEP=1 \
+                taskset -c "$LOAD_CPU" wrk -t 2 -c "$HANDSHAKE_CONNS" -d "${3}s" --latency \
+                -H "Connection: close" "https://127.0.0.1:$port/" ;;
     esac
 }
 
@@ -380,12 +404,16 @@ run_wrk() {   # case proxy run
     util=$(awk -v c="$cpu" -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", 100 * c / (b - a) }')
     full=-
     resumed=-
-    if [ "$kase" = handshake ]; then
+    if [ "$kase" = handshake ] || [ "$kase" = resumed ]; then
         full=$(awk '/^tls_noresume: / {print $3}' "$f")
         resumed=$(awk '/^tls_noresume: / {print $5}' "$f")
         [ -n "$full" ] || die "no handshake count from the wrk shim in $f"
-        [ "$resumed" -eq 0 ] ||
-            echo "tls.sh: warning: $name: $resumed of $((full + resumed)) handshakes resumed (see $f)" >&2
+        if [ "$kase" = handshake ]; then
+            [ "$resumed" -eq 0 ] ||
+                echo "tls.sh: warning: $name: $resumed of $((full + resumed)) handshakes resumed (see $f)" >&2
+        elif [ $((resumed * 10)) -lt $(((full + resumed) * 9)) ]; then
+            echo "tls.sh: warning: $name: only $resumed of $((full + resumed)) handshakes resumed (see $f)" >&2
+        fi
     fi
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$kase" "$name" "$run" "$rps" \
         "$(to_ms "$p50")" "$(to_ms "$p99")" "$cpu" "$reqs" "$(( ${errs:-0} + ${non2xx:-0} ))" \
@@ -393,12 +421,13 @@ run_wrk() {   # case proxy run
     printf '  %-9s %-8s run %s: %10s req/s  p50 %8s  p99 %8s  cpu %6ss (%5s%%)  errors %s%s\n' \
         "$kase" "$name" "$run" "$rps" "$p50" "$p99" "$cpu" "$util" \
         "$(( ${errs:-0} + ${non2xx:-0} ))" \
-        "$([ "$kase" = handshake ] && echo "  handshakes full $full resumed $resumed")" >&2
+        "$([ "$full" = - ] || echo "  handshakes full $full resumed $resumed")" >&2
 }
 
 run_case() {   # case
     local kase=$1 p r cmd
     for p in "${PROXIES[@]}"; do
+        [ "$WARMUP" -gt 0 ] || break
         echo "warm-up: $kase $p ${WARMUP}s" >&2
         mapfile -t cmd < <(wrk_cmd "$kase" "$p" "$WARMUP")
         run_bg /dev/null "${cmd[@]}"
@@ -418,12 +447,14 @@ rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1])]
 rows = [r for r in rows if r[0] == kase]
 order = [p for p in ("ringlb", "haproxy", "nginx") if any(r[1] == p for r in rows)]
 base = "haproxy"
-unit = "handshakes/s" if kase == "handshake" else "req/s"
+unit = "handshakes/s" if kase in ("handshake", "resumed") else "req/s"
 med = {p: statistics.median(float(r[3]) for r in rows if r[1] == p) for p in order}
-extra = " | handshakes full / resumed" if kase == "handshake" else ""
+extra = " | handshakes full / resumed" if kase in ("handshake", "resumed") else ""
+if kase == "resumed":
+    extra += " | resumed %"
 print(f"| proxy | {unit} (median) | {unit} min..max | p50 ms | p99 ms "
       f"| proxy CPU s / 100k req | proxy CPU % of a core | {unit} vs HAProxy | errors{extra} |")
-print("|---|---:|---:|---:|---:|---:|---:|---:|---:" + ("|---:" if extra else "") + "|")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:" + "|---:" * extra.count("|") + "|")
 for p in order:
     rs = [r for r in rows if r[1] == p]
     rps = [float(r[3]) for r in rs]
@@ -435,7 +466,10 @@ for p in order:
             f"| {statistics.median(float(r[5]) for r in rs):.2f} | {cpu:.3f} | {util:.0f} "
             f"| {ratio} | {sum(int(r[8]) for r in rs)}")
     if extra:
-        line += (f" | {sum(int(r[10]) for r in rs)} / {sum(int(r[11]) for r in rs)}")
+        full, resumed = sum(int(r[10]) for r in rs), sum(int(r[11]) for r in rs)
+        line += f" | {full} / {resumed}"
+        if kase == "resumed":
+            line += f" | {100 * resumed / max(1, full + resumed):.1f}"
     print(line + " |")
 EOF
 }
@@ -499,12 +533,15 @@ done
 
 printf 'case\tproxy\trun\treq_s\tp50_ms\tp99_ms\tcpu_s\trequests\terrors\tcpu_pct\thandshakes_full\thandshakes_resumed\n' \
     >"$OUT/results.tsv"
-echo "case 1: TLS keep-alive, $KEEPALIVE_CONNS connections" >&2
-run_case keepalive
-summarize keepalive >"$OUT/keepalive.md"
-echo "case 2: full TLS handshakes, $HANDSHAKE_CONNS connections, Connection: close" >&2
-run_case handshake
-summarize handshake >"$OUT/handshake.md"
+for kase in $CASES; do
+    case $kase in
+        keepalive) echo "case: TLS keep-alive, $KEEPALIVE_CONNS connections" >&2 ;;
+        handshake) echo "case: full TLS handshakes, $HANDSHAKE_CONNS connections, Connection: close" >&2 ;;
+        resumed) echo "case: resumed TLS handshakes, $HANDSHAKE_CONNS connections, Connection: close" >&2 ;;
+    esac
+    run_case "$kase"
+    summarize "$kase" >"$OUT/$kase.md"
+done
 
 if [ "$SKIP_IDLE" -eq 0 ]; then
     printf '| proxy | idle TLS connections | RSS before MiB | RSS after MiB | KiB / idle conn (all) | KiB / idle conn (second half) |\n' \
@@ -520,14 +557,16 @@ echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/env.txt"
 echo
 sed 's/^/    /' "$OUT/env.txt"
 echo
-echo "### TLS keep-alive, $KEEPALIVE_CONNS connections (wrk -t2 -c$KEEPALIVE_CONNS -d${DURATION}s --latency https://...)"
-echo
-cat "$OUT/keepalive.md"
-echo
-echo "### Full TLS handshakes, $HANDSHAKE_CONNS connections (wrk -t2 -c$HANDSHAKE_CONNS -d${DURATION}s -H 'Connection: close', no resumption)"
-echo
-cat "$OUT/handshake.md"
-echo
+for kase in $CASES; do
+    case $kase in
+        keepalive) echo "### TLS keep-alive, $KEEPALIVE_CONNS connections (wrk -t2 -c$KEEPALIVE_CONNS -d${DURATION}s --latency https://...)" ;;
+        handshake) echo "### Full TLS handshakes, $HANDSHAKE_CONNS connections (wrk -t2 -c$HANDSHAKE_CONNS -d${DURATION}s -H 'Connection: close', no resumption)" ;;
+        resumed) echo "### Resumed TLS handshakes, $HANDSHAKE_CONNS connections (wrk -t2 -c$HANDSHAKE_CONNS -d${DURATION}s -H 'Connection: close', session tickets)" ;;
+    esac
+    echo
+    cat "$OUT/$kase.md"
+    echo
+done
 echo "Ceiling: ECDSA P-256 sign/s on one core (openssl speed): ${speed% *}"
 if [ "$SKIP_IDLE" -eq 0 ]; then
     echo
