@@ -152,6 +152,21 @@ static int hexv(int c)
     return -1;
 }
 
+int rlb_sticky_key_set_hex(const char *hex)
+{
+    unsigned char k[32];
+    if (strlen(hex) != 64)
+        return -EINVAL;
+    for (size_t i = 0; i < 32; i++) {
+        int hi = hexv(hex[2 * i]), lo = hexv(hex[2 * i + 1]);
+        if (hi < 0 || lo < 0)
+            return -EINVAL;
+        k[i] = (unsigned char)(hi * 16 + lo);
+    }
+    memcpy(sticky_key, k, sizeof(k));
+    return 0;
+}
+
 int rlb_sticky_key_init(const char *key_file)
 {
     if (!key_file)

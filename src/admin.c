@@ -22,6 +22,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "ringlb/cluster.h"
 #include "ringlb/config_json.h"
 #include "ringlb/deploy.h"
 #include "ringlb/health.h"
@@ -398,6 +399,8 @@ static void get_target_groups(struct io_uring *ring, struct admin_conn *c, const
     }
     if (one)   /* the last complete metrics window, under CloudWatch names */
         jset(&d, root, "metrics", jcheck(&d, rlb_metrics_group_json_node(d.j.doc, one)));
+    if (rlb_cluster_enabled()) /* states are this instance's own health-check view */
+        jset(&d, root, "instance", jcheck(&d, rlb_json_str(&d.j, rlb_cluster_instance())));
     send_json(ring, c, 200, &d, root, close, NULL);
 }
 
@@ -535,14 +538,16 @@ void rlb_admin_set_reload(rlb_admin_reload_fn fn, void *arg)
 int rlb_admin_state_save(void)
 {
     const struct rlb_snapshot *s = rlb_snapshot_current();
-    if (!s || !s->cfg->state_file)
-        return 0;
+    if (!s || !s->cfg->state_file || rlb_cluster_enabled())
+        return 0; /* a fleet keeps its state in etcd (cluster.h) */
     return rlb_state_save(s->cfg->state_file);
 }
 
 int rlb_admin_set_weights(const char *listener, uint32_t priority, const struct rlb_weight *w,
                           size_t n, char *err, size_t errlen)
 {
+    if (rlb_cluster_enabled())
+        return rlb_cluster_weights(listener, priority, w, n, false, err, errlen);
     int rc = rlb_weights_set(listener, priority, w, n, err, errlen);
     if (rc < 0)
         return rc;
@@ -791,9 +796,15 @@ static void post_targets(struct io_uring *ring, struct admin_conn *c, const char
         send_json_error(ring, c, 400, err, close);
         return;
     }
-    int rc = deregister ? rlb_targets_deregister(name, addrs, (size_t)n)
-                        : rlb_targets_register(name, addrs, (size_t)n);
+    int rc = rlb_cluster_enabled()
+                 ? rlb_cluster_targets(name, addrs, (size_t)n, !deregister, err, sizeof(err))
+             : deregister ? rlb_targets_deregister(name, addrs, (size_t)n)
+                          : rlb_targets_register(name, addrs, (size_t)n);
     free(addrs);
+    if (rc == -EAGAIN) {
+        send_json_error(ring, c, 503, err, close);
+        return;
+    }
     if (rc == -ENOENT) {
         snprintf(err, sizeof(err), "target group %.64s not found", name);
         send_json_error(ring, c, 404, err, close);
@@ -1057,8 +1068,11 @@ static void change_forward(struct io_uring *ring, struct admin_conn *c, bool put
         struct fy_document *doc = NULL;
         struct rlb_weight *w = NULL;
         ssize_t n = parse_weights_body(rq, &doc, &w, err, sizeof(err));
-        rc = n < 0 ? -EBADMSG
-                   : rlb_admin_set_weights(lname, priority, w, (size_t)n, err, sizeof(err));
+        rc = n < 0                 ? -EBADMSG
+             : rlb_cluster_enabled() ? rlb_cluster_weights(lname, priority, w, (size_t)n, true,
+                                                           err, sizeof(err))
+                                     : rlb_admin_set_weights(lname, priority, w, (size_t)n, err,
+                                                             sizeof(err));
         free(w);
         if (doc)
             fy_document_destroy(doc);
@@ -1068,6 +1082,8 @@ static void change_forward(struct io_uring *ring, struct admin_conn *c, bool put
         if (a->type != RLB_ACTION_FORWARD) {
             snprintf(err, sizeof(err), "not a forward action");
             rc = -EOPNOTSUPP;
+        } else if (rlb_cluster_enabled()) {
+            rc = rlb_cluster_weights(lname, priority, NULL, 0, true, err, sizeof(err));
         } else {
             rc = rlb_weights_remove(lname, priority);
             if (rc == -ENOENT)
@@ -1081,8 +1097,8 @@ static void change_forward(struct io_uring *ring, struct admin_conn *c, bool put
         }
     }
     if (rc < 0) {
-        int status = rc == -ENOENT ? 404 : rc == -EOPNOTSUPP ? 409
-                   : rc == -EINVAL || rc == -EBADMSG ? 400 : 500;
+        int status = rc == -ENOENT ? 404 : rc == -EOPNOTSUPP || rc == -EBUSY ? 409
+                   : rc == -EINVAL || rc == -EBADMSG ? 400 : rc == -EAGAIN ? 503 : 500;
         send_json_error(ring, c, status, err, close);
         return;
     }

@@ -32,6 +32,7 @@
 #include "ringlb/action.h"
 #include "ringlb/accesslog.h"
 #include "ringlb/admin.h"
+#include "ringlb/cluster.h"
 #include "ringlb/config.h"
 #include "ringlb/deploy.h"
 #include "ringlb/health.h"
@@ -218,7 +219,8 @@ static int reload(struct main_state *ms, struct rlb_config_errors *errs_out, uin
     rlb_targets_publish(s); /* workers, health checker; runtime registrations kept */
     if (has_admin)          /* without an admin block the running admin server keeps its token */
         rlb_admin_set_token(token);
-    if ((rlb_weights_prune(s->cfg) > 0 || state_moved) && s->cfg->state_file)
+    if ((rlb_weights_prune(s->cfg) > 0 || state_moved) && s->cfg->state_file &&
+        !rlb_cluster_enabled())
         rlb_state_save(s->cfg->state_file);
     rlb_log_info("configuration reloaded (generation %llu)", (unsigned long long)gen);
     if (gen_out)
@@ -275,6 +277,9 @@ static int dispatch(struct main_state *ms, uint64_t ud, int res)
         rlb_admin_complete(&ms->ring, op, ptr, res);
     } else if (op == RLB_MAIN_HEALTH) {
         rlb_health_complete(ptr, res);
+    } else if (op == RLB_MAIN_CLUSTER) {
+        if (rlb_cluster_poll_current(ud))
+            rlb_cluster_complete(res);
     }
     return 0;
 }
@@ -332,7 +337,17 @@ static int run(struct main_state *ms)
         }
         rlb_admin_set_token(token);
     }
-    rlb_state_load(cfg->state_file); /* runtime changes of the last run (state.h) */
+    if (cfg->cluster.present) {
+        /* The fleet's runtime state lives in etcd (cluster.h); state_file is not used. */
+        if (cfg->state_file)
+            rlb_log_warn("state_file is ignored with a cluster block: etcd keeps the state");
+        if (rlb_cluster_init(cfg) < 0) {
+            rlb_config_free(cfg);
+            return 2;
+        }
+    } else {
+        rlb_state_load(cfg->state_file); /* runtime changes of the last run (state.h) */
+    }
     struct rlb_snapshot *snap = rlb_snapshot_build(cfg, NULL, n, 1);
     if (!snap) {
         const char *why = rlb_snapshot_last_error();
@@ -340,7 +355,7 @@ static int run(struct main_state *ms)
         /* An unloadable certificate is a configuration error; anything else is runtime. */
         return strncmp(why, "listener ", 9) == 0 ? 2 : 1;
     }
-    if (rlb_weights_prune(snap->cfg) > 0 && snap->cfg->state_file)
+    if (rlb_weights_prune(snap->cfg) > 0 && snap->cfg->state_file && !rlb_cluster_enabled())
         rlb_state_save(snap->cfg->state_file);
     rlb_metrics_snapshot_prepare(snap);
     rlb_snapshot_set_current(snap);
@@ -382,6 +397,7 @@ static int run(struct main_state *ms)
     rlb_deploy_init(&main_timers);
     rlb_scaling_init();
     rlb_health_sync(snap);
+    rlb_cluster_start(&ms->ring, &main_timers);
     rlb_log_info("ringlb %s running with %u worker thread(s)", RINGLB_VERSION, n);
     arm_signal(ms);
 
@@ -426,6 +442,7 @@ static int run(struct main_state *ms)
         rlb_scaling_tick(rlb_snapshot_current(), rlb_now_ms());
     }
 out:
+    rlb_cluster_stop();
     rlb_admin_stop(&ms->ring);
     rlb_health_stop();
     io_uring_queue_exit(&ms->ring);

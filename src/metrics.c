@@ -31,6 +31,7 @@
 #include <string.h>
 
 #include "ringlb/accesslog.h"
+#include "ringlb/cluster.h"
 #include "ringlb/scaling.h"
 #include "ringlb/snapshot.h"
 
@@ -967,6 +968,17 @@ int rlb_metrics_render(FILE *f, const struct rlb_snapshot *current)
            "ProcessedBytes: bytes received from and sent to clients.");
     series(f, "ringlb_processed_bytes_total", NULL, NULL, NULL, NULL);
     value_u64(f, sum_scalar(offsetof(struct rlb_metrics_shard, processed_bytes)));
+
+    if (rlb_cluster_enabled()) {
+        family(f, "ringlb_cluster_connected", "gauge",
+               "1 while this instance reaches etcd (cluster block), else 0.");
+        series(f, "ringlb_cluster_connected", NULL, NULL, NULL, NULL);
+        value_u64(f, rlb_cluster_connected());
+        family(f, "ringlb_cluster_leader", "gauge",
+               "1 on the fleet's leader (deployment controller, scaling hook), else 0.");
+        series(f, "ringlb_cluster_leader", NULL, NULL, NULL, NULL);
+        value_u64(f, rlb_cluster_leader());
+    }
 
     group_family(f, "ringlb_target_connection_errors_total",
                  "TargetConnectionErrorCount: failed connections to targets.", GF_CONN_ERRORS);

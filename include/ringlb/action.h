@@ -30,6 +30,10 @@ size_t rlb_action_redirect_url(const struct rlb_action *a, const struct rlb_list
  * Returns 0 or -errno (file unreadable or not a 32-byte key). Main thread, before workers. */
 int rlb_sticky_key_init(const char *key_file);
 
+/* Set the key from 64 hex digits (the fleet key kept in etcd, cluster.h). Call before the
+ * workers start: workers read the key without synchronisation. Returns 0 or -EINVAL. */
+int rlb_sticky_key_set_hex(const char *hex);
+
 /* Encode a cookie value for group id `group_hash` valid until `expires_s` (epoch seconds).
  * `out` receives RLB_STICKY_COOKIE_LEN characters and a NUL. Any thread. */
 void rlb_sticky_encode(uint64_t group_hash, uint64_t expires_s, char *out);

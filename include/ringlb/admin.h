@@ -43,6 +43,8 @@ enum rlb_main_op {
     RLB_MAIN_ADMIN_SEND = 4,
     RLB_MAIN_TIMER = 5,
     RLB_MAIN_HEALTH = 6,        /* a health check's socket operation (health.c) */
+    RLB_MAIN_CLUSTER = 7,       /* the etcd watch socket's poll (cluster.c); the upper bits
+                                 * carry the poll's generation, not a pointer */
 };
 
 /* The reload entry point (main.c's reload(), shared with SIGHUP): returns 0 and stores the new

@@ -1,0 +1,363 @@
+"""A fleet of three ringlb instances sharing runtime state through a real etcd (SPEC section 10,
+issue #11), black box: registrations and weights made through one instance reach the others
+within 1 s, two racing weight changes give one 200 and one 409, a sticky cookie of one
+instance is honoured by another, and an etcd outage keeps traffic flowing (admin changes 503,
+ringlb_cluster_connected 0) and is caught up on after etcd comes back.
+
+etcd (Debian etcd-server) runs on loopback ports with its data in a temporary directory.
+Run: python3 tests/integration/test_cluster.py [TestClass.test_name ...]
+"""
+
+import json
+import os
+import shutil
+import tempfile
+import time
+
+import harness as h
+from test_admin import Load, api, ok_json, split
+
+ETCD = shutil.which("etcd") or "/usr/bin/etcd"
+
+
+class Etcd:
+    """One etcd member on two free loopback ports; start()/stop() keep the data directory."""
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="ringlb-etcd-")
+        self.client = h.free_port()
+        self.peer = h.free_port()
+        self.proc = None
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.client}"
+
+    def start(self):
+        log = open(os.path.join(self.dir, "etcd.log"), "ab")
+        peer = f"http://127.0.0.1:{self.peer}"
+        self.proc = h.spawn([ETCD, "--name", "t", "--data-dir", os.path.join(self.dir, "data"),
+                             "--listen-client-urls", self.url,
+                             "--advertise-client-urls", self.url,
+                             "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+                             "--initial-cluster", f"t={peer}", "--log-level", "warn"],
+                            stdout=log, stderr=log, stdin=h.subprocess.DEVNULL)
+        log.close()
+        h.wait_for(self.healthy, 15, what="etcd to answer")
+
+    def healthy(self):
+        try:
+            r = h.http(self.client, "POST", "/v3/kv/range", body=b'{"key":"AA=="}',
+                       headers=[("Content-Type", "application/json")], timeout=1)
+            return r.status == 200
+        except Exception:  # noqa: BLE001 - not up yet
+            return False
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+        self.proc = None
+
+    def cleanup(self):
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def config(etcd, name, a, b, prefix="/ringlb/test/", sticky=False):
+    """Listener main: rule 10 (/split*) forwards ga 100 / gb 0 (optionally with AWSALBTG
+    stickiness); the default action forwards to ga."""
+    fw = h.forward(("ga", 100), ("gb", 0))
+    if sticky:
+        fw["forward"]["stickiness"] = {"enabled": True, "duration": "1h"}
+    rules = [{"priority": 10, "conditions": {"path_pattern": ["/split*"]}, "action": fw}]
+    return h.make_config(
+        listeners=[h.listener("main", h.forward("ga"), rules=rules)],
+        target_groups=[h.target_group("ga", [a], deregistration_delay="0s"),
+                       h.target_group("gb", [b])],
+        metrics={"window": "1s"},
+        cluster={"etcd": [etcd.url], "prefix": prefix, "instance": name, "lease_ttl": "2s"})
+
+
+def metric(lb, name):
+    text = h.http(lb.admin_port, "GET", "/metrics").text
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return None
+
+
+def targets(lb, group):
+    g = ok_json(api(lb, "GET", f"/api/v1/target-groups/{group}"))
+    return {t["port"]: t["state"] for t in g["targets"]}
+
+
+def rule_weights(lb):
+    fw = ok_json(api(lb, "GET", "/api/v1/listeners/main/rules"))["rules"][0]["action"]["forward"]
+    return {g["name"]: g["weight"] for g in fw["target_groups"]}
+
+
+class FleetCase(h.RingTestCase):
+
+    def setUp(self):
+        self.etcd = Etcd()
+        self.addCleanup(self.etcd.cleanup)
+        self.etcd.start()
+        self.a = self.backend("A")
+        self.b = self.backend("B")
+
+    def fleet(self, n=3, **kw):
+        return [self.ringlb(config(self.etcd, f"lb-{i}", self.a, self.b, **kw), threads=1)
+                for i in range(n)]
+
+
+class TestSharedState(FleetCase):
+
+    def test_registration_reaches_every_instance(self):
+        lbs = self.fleet()
+        c = self.backend("C")
+        g = ok_json(api(lbs[0], "POST", "/api/v1/target-groups/ga/targets",
+                        {"targets": [{"id": "127.0.0.1", "port": c.port}]}))
+        self.assertIn(c.port, [t["port"] for t in g["targets"]])
+        t0 = time.monotonic()
+        for lb in lbs[1:]:
+            h.wait_for(lambda lb=lb: c.port in targets(lb, "ga"), 1.0,
+                       what="the registration on another instance")
+        self.assertLess(time.monotonic() - t0, 2.0)
+        for i, lb in enumerate(lbs):
+            h.wait_for(lambda lb=lb: "C" in split(lb.port(), 4), 3,
+                       what="traffic to the new target")
+            self.assertEqual(ok_json(api(lb, "GET", "/api/v1/target-groups"))["instance"],
+                             f"lb-{i}")
+        # deregistration through another instance
+        ok_json(api(lbs[2], "POST", "/api/v1/target-groups/ga/targets/deregister",
+                    {"targets": [{"id": "127.0.0.1", "port": c.port}]}))
+        for lb in lbs:
+            h.wait_for(lambda lb=lb: c.port not in targets(lb, "ga"), 2,
+                       what="the deregistration everywhere")
+            self.assertEqual(set(split(lb.port(), 4)), {"A"})
+        # a new instance started now gets the state from etcd
+        late = self.ringlb(config(self.etcd, "lb-late", self.a, self.b), threads=1)
+        self.assertNotIn(c.port, targets(late, "ga"))
+        for lb in lbs + [late]:
+            self.assertEqual(metric(lb, "ringlb_cluster_connected"), 1.0)
+
+    def test_weights_reach_every_instance_and_races_conflict(self):
+        lbs = self.fleet()
+        body = {"target_groups": [{"name": "ga", "weight": 30}, {"name": "gb", "weight": 70}]}
+        ok_json(api(lbs[1], "PUT", "/api/v1/listeners/main/rules/10/forward", body))
+        for lb in lbs:
+            h.wait_for(lambda lb=lb: rule_weights(lb) == {"ga": 30, "gb": 70}, 1.0,
+                       what="the weights on every instance")
+            got = split(lb.port(), 10, "/split")
+            self.assertEqual((got["A"], got["B"]), (3, 7), got)
+        # two changes racing on the same rule from two instances: one wins, one gets 409
+        import threading
+        results = {}
+
+        def put(i, w):
+            results[i] = api(lbs[i], "PUT", "/api/v1/listeners/main/rules/10/forward",
+                             {"target_groups": [{"name": "ga", "weight": w},
+                                                {"name": "gb", "weight": 100 - w}]})
+        for _ in range(5):
+            results.clear()
+            ts = [threading.Thread(target=put, args=(0, 10)),
+                  threading.Thread(target=put, args=(2, 90))]
+            for t in ts:
+                t.start()
+            for t in ts:
+                t.join()
+            codes = sorted(r.status for r in results.values())
+            if codes == [200, 409]:
+                break
+            # both may pass when one finished before the other started: try again
+            self.assertEqual(codes, [200, 200], results)
+            time.sleep(0.3)
+        self.assertEqual(codes, [200, 409], results)
+        loser = next(r for r in results.values() if r.status == 409)
+        self.assertIn("changed meanwhile", json.loads(loser.body)["error"])
+        winner = next(i for i, r in results.items() if r.status == 200)
+        want = {"ga": 10, "gb": 90} if winner == 0 else {"ga": 90, "gb": 10}
+        for lb in lbs:
+            h.wait_for(lambda lb=lb: rule_weights(lb) == want, 1.0, what="the winner's weights")
+        # back to the file's weights everywhere
+        time.sleep(0.3)
+        r = api(lbs[0], "DELETE", "/api/v1/listeners/main/rules/10/forward")
+        self.assertEqual(r.status, 200, r)
+        for lb in lbs:
+            h.wait_for(lambda lb=lb: rule_weights(lb) == {"ga": 100, "gb": 0}, 1.0,
+                       what="the file's weights everywhere")
+
+    def test_sticky_cookie_honoured_by_another_instance(self):
+        lbs = self.fleet(2, sticky=True)
+        ok_json(api(lbs[0], "PUT", "/api/v1/listeners/main/rules/10/forward",
+                    {"target_groups": [{"name": "ga", "weight": 1}, {"name": "gb", "weight": 1}]}))
+        for lb in lbs:
+            h.wait_for(lambda lb=lb: rule_weights(lb) == {"ga": 1, "gb": 1}, 1.0,
+                       what="weights everywhere")
+        r = h.http(lbs[0].port(), "GET", "/split")
+        cookie = next(v for k, v in r.headers if k.lower() == "set-cookie"
+                      and v.startswith("AWSALBTG="))
+        pin = r.header("X-Backend")
+        for _ in range(8):
+            r2 = h.http(lbs[1].port(), "GET", "/split",
+                        headers=[("Cookie", cookie.split(";")[0])])
+            self.assertEqual(r2.header("X-Backend"), pin)
+
+
+class TestOutage(FleetCase):
+
+    def test_etcd_down_keeps_serving_then_catches_up(self):
+        lbs = self.fleet(2)
+        loads = [Load(lb.port(), "/split") for lb in lbs]
+        for ld in loads:
+            ld.start()
+            self.addCleanup(ld.stop)
+        for ld in loads:
+            ld.wait_requests(20)
+        self.etcd.stop()
+        for lb in lbs:
+            h.wait_for(lambda lb=lb: metric(lb, "ringlb_cluster_connected") == 0.0, 5,
+                       what="the outage to show")
+            r = api(lb, "PUT", "/api/v1/listeners/main/rules/10/forward",
+                    {"target_groups": [{"name": "gb", "weight": 1}]})
+            self.assertEqual(r.status, 503, r)
+            self.assertIn("etcd", json.loads(r.body)["error"])
+            r = api(lb, "POST", "/api/v1/target-groups/ga/targets",
+                    {"targets": [{"id": "127.0.0.1", "port": 1}]})
+            self.assertEqual(r.status, 503, r)
+            self.assertEqual(h.http(lb.admin_port, "GET", "/healthz").status, 200)
+        for ld in loads:
+            ld.wait_requests(50)
+        self.etcd.start()
+        for lb in lbs:
+            h.wait_for(lambda lb=lb: metric(lb, "ringlb_cluster_connected") == 1.0, 5,
+                       what="the reconnection")
+        # a change made through one instance after the outage reaches the other
+        ok_json(api(lbs[0], "PUT", "/api/v1/listeners/main/rules/10/forward",
+                    {"target_groups": [{"name": "gb", "weight": 1}]}))
+        h.wait_for(lambda: rule_weights(lbs[1]) == {"gb": 1}, 1.0, what="the change")
+        for ld in loads:
+            ld.stop()
+            self.assertEqual(ld.failures, [])
+
+    def test_changes_made_while_an_instance_was_cut_off_are_caught_up(self):
+        # lb-1 reaches etcd through a TCP relay the test can cut (a network partition);
+        # lb-0 reaches it directly.
+        relay = Relay(self.etcd.client)
+        self.addCleanup(relay.close)
+        lb0 = self.ringlb(config(self.etcd, "lb-0", self.a, self.b), threads=1)
+        cfg = json.loads(config(self.etcd, "lb-1", self.a, self.b))
+        cfg["cluster"]["etcd"] = [f"http://127.0.0.1:{relay.port}"]
+        lb1 = self.ringlb(json.dumps(cfg), threads=1)
+        load = Load(lb1.port(), "/split")
+        load.start()
+        self.addCleanup(load.stop)
+        relay.cut()
+        h.wait_for(lambda: metric(lb1, "ringlb_cluster_connected") == 0.0, 5,
+                   what="lb-1 to notice the partition")
+        c = self.backend("C")
+        ok_json(api(lb0, "POST", "/api/v1/target-groups/ga/targets",
+                    {"targets": [{"id": "127.0.0.1", "port": c.port}]}))
+        ok_json(api(lb0, "PUT", "/api/v1/listeners/main/rules/10/forward",
+                    {"target_groups": [{"name": "gb", "weight": 1}]}))
+        time.sleep(0.5)
+        self.assertNotIn(c.port, targets(lb1, "ga"))       # cut off: still the old state
+        self.assertEqual(rule_weights(lb1), {"ga": 100, "gb": 0})
+        relay.restore()
+        h.wait_for(lambda: metric(lb1, "ringlb_cluster_connected") == 1.0, 5,
+                   what="lb-1 to reconnect")
+        self.assertIn(c.port, targets(lb1, "ga"))
+        self.assertEqual(rule_weights(lb1), {"gb": 1})
+        # a weight removal made while cut off is caught up as well
+        relay.cut()
+        h.wait_for(lambda: metric(lb1, "ringlb_cluster_connected") == 0.0, 5,
+                   what="the second partition")
+        self.assertEqual(api(lb0, "DELETE", "/api/v1/listeners/main/rules/10/forward").status,
+                         200)
+        relay.restore()
+        h.wait_for(lambda: rule_weights(lb1) == {"ga": 100, "gb": 0}, 5,
+                   what="the removal caught up")
+        load.stop()
+        self.assertEqual(load.failures, [])
+
+
+class Relay:
+    """A TCP relay on a free loopback port to `port`; cut() closes every relayed connection
+    and refuses new ones until restore()."""
+
+    def __init__(self, port):
+        import socket
+        import threading
+        self.target = port
+        self.lsock = socket.socket()
+        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.lsock.bind(("127.0.0.1", 0))
+        self.lsock.listen(64)
+        self.port = self.lsock.getsockname()[1]
+        self.open = True
+        self.conns = []
+        self.lock = threading.Lock()
+        self.closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        import socket
+        import threading
+        while not self.closed:
+            try:
+                c, _ = self.lsock.accept()
+            except OSError:
+                return
+            if not self.open:
+                c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\0\0\0\0\0\0\0")
+                c.close()
+                continue
+            try:
+                u = socket.create_connection(("127.0.0.1", self.target), timeout=2)
+            except OSError:
+                c.close()
+                continue
+            with self.lock:
+                self.conns += [c, u]
+            for a, b in ((c, u), (u, c)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(a, b):
+        try:
+            while True:
+                d = a.recv(65536)
+                if not d:
+                    break
+                b.sendall(d)
+        except OSError:
+            pass
+        for s in (a, b):
+            try:
+                s.shutdown(2)
+            except OSError:
+                pass
+
+    def cut(self):
+        self.open = False
+        with self.lock:
+            for s in self.conns:
+                try:
+                    s.shutdown(2)
+                    s.close()
+                except OSError:
+                    pass
+            self.conns = []
+
+    def restore(self):
+        self.open = True
+
+    def close(self):
+        self.closed = True
+        self.cut()
+        self.lsock.close()
+
+
+if __name__ == "__main__":
+    h.main()
