@@ -11,6 +11,8 @@ pkgs=(gcc make cmake pkg-config liburing-dev libssl-dev libjemalloc-dev libfyaml
 # with groff, the unit with systemd-analyze, the logrotate file with logrotate -d, the
 # alert rules with promtool (shipped by Debian's prometheus package); util-linux for unshare.
 pkgs+=(groff-base systemd logrotate prometheus util-linux adduser)
+# The fleet tests (test_cluster.py) start a real etcd v3 on loopback.
+pkgs+=(etcd-server)
 if [[ "${1:-}" == "--bench" ]]; then
     pkgs+=(haproxy nginx-light valgrind gnuplot-nox)
 fi
