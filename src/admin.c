@@ -24,6 +24,7 @@
 
 #include "ringlb/cluster.h"
 #include "ringlb/config_json.h"
+#include "ringlb/dashboard.h"
 #include "ringlb/deploy.h"
 #include "ringlb/health.h"
 #include "ringlb/http1.h"
@@ -1111,6 +1112,19 @@ static void change_forward(struct io_uring *ring, struct admin_conn *c, bool put
 
 #define MAX_SEGS 8
 
+/* An embedded dashboard file (dashboard.h): its bytes, content type and security headers. */
+static void send_asset(struct io_uring *ring, struct admin_conn *c,
+                       const struct rlb_dashboard_asset *a, bool close)
+{
+    char extra[512];
+    if (rlb_dashboard_headers(a, extra, sizeof(extra)) < 0) {
+        send_json_error(ring, c, 500, "dashboard headers too long", close);
+        return;
+    }
+    send_response(ring, c, 200, a->content_type, (const char *)a->file->data, a->file->len,
+                  close, extra);
+}
+
 static void method_not_allowed(struct io_uring *ring, struct admin_conn *c, const char *allow,
                                bool close)
 {
@@ -1131,10 +1145,27 @@ static void handle(struct io_uring *ring, struct admin_conn *c, const char *meth
     bool put = mlen == 3 && memcmp(method, "PUT", 3) == 0;
     bool del = mlen == 6 && memcmp(method, "DELETE", 6) == 0;
     bool close = !keep_alive;
+    struct rlb_dashboard_asset asset;
+    /* The dashboard's script, style sheet and icon (GET /dashboard/...) are served without
+     * the token: static bytes of the build, no data of this instance (dashboard.h). The page
+     * itself (GET /) and every API call it makes keep the token rule below. */
+    if (get && plen > 1 && rlb_dashboard_lookup(url, plen, &asset) && !asset.needs_token) {
+        send_asset(ring, c, &asset, close);
+        return;
+    }
     if (!authorized(rq, get && plen == 1 && url[0] == '/', q ? q + 1 : NULL,
                     q ? ulen - plen - 1 : 0)) {
         send_json_error_ex(ring, c, 401, "unauthorized: missing or wrong admin token", close,
                            "WWW-Authenticate: Bearer realm=\"ringlb\"\r\n");
+        return;
+    }
+    if (plen == 1 && url[0] == '/') { /* the dashboard page */
+        if (!get)
+            method_not_allowed(ring, c, "GET", close);
+        else if (rlb_dashboard_lookup(url, plen, &asset))
+            send_asset(ring, c, &asset, close);
+        else
+            send_json_error(ring, c, 404, "not found", close);
         return;
     }
     if (plen == 8 && memcmp(url, "/healthz", 8) == 0) {
