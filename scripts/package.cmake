@@ -1,6 +1,7 @@
 # package.cmake: install rules and the Debian package (CPack DEB generator).
 # Included from CMakeLists.txt after the ringlb target is defined.
 #
+#   cmake --build build -j2                   # first: packaging does not build anything
 #   cmake --build build --target package      # build/ringlb_<version>-1_<arch>.deb
 #   cd build && cpack -G DEB                  # the same
 #
@@ -18,6 +19,11 @@
 # service (the reference configuration must be edited first) but restarts a running one after
 # an upgrade. prerm stops the service on removal; postrm purge removes the generated secrets,
 # state and logs (the user stays, as Debian does for system users).
+
+# `install`, `package` and cpack pack what the last build made and do not build `all` first:
+# the package holds the binary the tree's tests ran against, and test_packaging.py never starts
+# a rebuild (of other people's half-edited sources, in the middle of a ctest run).
+set(CMAKE_SKIP_INSTALL_ALL_DEPENDENCY ON)
 
 if(CMAKE_INSTALL_PREFIX_INITIALIZED_TO_DEFAULT)
   set(CMAKE_INSTALL_PREFIX /usr CACHE PATH "Install prefix (the Debian package layout)" FORCE)
