@@ -13,6 +13,12 @@ pkgs=(gcc make cmake pkg-config liburing-dev libssl-dev libjemalloc-dev libfyaml
 pkgs+=(groff-base systemd logrotate prometheus util-linux adduser)
 # The fleet tests (test_cluster.py) start a real etcd v3 on loopback.
 pkgs+=(etcd-server)
+# The dashboard's browser test (tests/browser): Debian's chromium driven by playwright-core,
+# which the test installs itself with npm. Node.js and npm only when their commands are
+# missing: a Node.js installed from elsewhere bundles npm and conflicts with Debian's npm.
+pkgs+=(chromium)
+command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
+command -v npm >/dev/null 2>&1 || pkgs+=(npm)
 if [[ "${1:-}" == "--bench" ]]; then
     pkgs+=(haproxy nginx-light valgrind gnuplot-nox)
 fi
