@@ -4,7 +4,8 @@ What is tested:
   - every ringlb_* metric that conf/grafana-dashboard.json and conf/prometheus-alerts.yml use
     is exported by a real ringlb (two listeners, two target groups of real rlb-backend targets,
     one target down, a scaling block) after some traffic with 2xx, 4xx, 5xx, redirects, fixed
-    responses and a load-balancer 400, scraped from GET /metrics on the admin listener;
+    responses and a load-balancer 400, scraped from GET /metrics on the admin listener (the
+    fleet metrics from a second instance with a cluster block whose etcd is unreachable);
     histogram families count through their _bucket/_sum/_count series. Label matchers and
     `by (...)` labels must be labels of those series, and fixed matcher values (class="4xx"...)
     must match exported values;
@@ -12,6 +13,7 @@ What is tested:
     tests/integration/prometheus_alerts_test.yml`: the deployment alarm fires at 2 % after 2
     one-minute periods, not after 1, not at 0.5 %, not under 20 requests per period; the
     no-healthy-target and unhealthy-target alerts fire, not for groups without health checks;
+    the etcd-unreachable alert fires after 2 minutes, not for a 1-minute blip;
   - the dashboard JSON: the datasource is the variable ${DS_PROMETHEUS} everywhere, panel ids
     are unique, the panels the issue asks for are there, and every expression (variables
     substituted) parses (promtool check rules on them as recording rules).
@@ -146,7 +148,7 @@ class AlertRules(h.RingTestCase):
     def test_rules_present(self):
         names = [n for n, _ in alert_exprs(ALERTS)]
         for want in ("RinglbTargetGroupErrorRateHigh", "RinglbNoHealthyTargets",
-                     "RinglbUnhealthyTargets"):
+                     "RinglbUnhealthyTargets", "RinglbEtcdUnreachable"):
             self.assertIn(want, names)
         text = open(ALERTS, encoding="utf-8").read()
         # the deployment alarm: 1 % threshold, 2 one-minute periods (pending + 1 evaluation)
@@ -286,6 +288,20 @@ class MetricsExported(h.RingTestCase):
         h.wait_for(lambda: "ringlb_scaling_desired_targets" in self.scrape(lb.admin_port)[0],
                    timeout=15, what="a ringlb_scaling_desired_targets sample")
         samples, types = self.scrape(lb.admin_port)
+
+        # the fleet metrics exist only with a cluster block: a second instance whose etcd is
+        # unreachable (nothing listens there; it starts on the file alone)
+        fleet_cfg = h.make_config(
+            listeners=[h.listener("main", h.fixed_response(200, "fleet"))],
+            cluster={"etcd": [f"http://127.0.0.1:{h.free_port()}"], "instance": "ops-test",
+                     "prefix": "/ringlb/ops-test/"})
+        fleet = self.ringlb(fleet_cfg, threads=1)
+        fs, ft = self.scrape(fleet.admin_port)
+        self.assertEqual(value(fs, "ringlb_cluster_connected"), 0)
+        for n, series in fs.items():
+            if n.startswith("ringlb_cluster_"):
+                samples[n] = series
+                types[n] = ft[n]
 
         # the traffic is where the dashboard and the deployment alarm look: api had 23
         # requests, 2 answered 5xx and 1 answered 4xx by its targets (13 % > 1 %)
