@@ -67,8 +67,7 @@ static struct {
     size_t n_revs;
     struct seen *seen;
     size_t n_seen;
-    void (*on_deployment)(const char *id, const char *json, size_t len, int64_t mod_rev,
-                          bool full_start);
+    void (*on_deployment)(const char *id, const char *json, size_t len, int64_t mod_rev);
     void (*on_leader)(bool leader);
 } cl;
 
@@ -77,7 +76,7 @@ bool rlb_cluster_connected(void) { return cl.enabled && cl.connected; }
 bool rlb_cluster_leader(void) { return cl.enabled && cl.leader; }
 const char *rlb_cluster_instance(void) { return cl.enabled ? cl.instance : NULL; }
 
-void rlb_cluster_on_deployment(void (*cb)(const char *, const char *, size_t, int64_t, bool))
+void rlb_cluster_on_deployment(void (*cb)(const char *, const char *, size_t, int64_t))
 {
     cl.on_deployment = cb;
 }
@@ -305,7 +304,7 @@ static void apply_kv(const char *rest, const char *val, size_t vlen, int64_t mod
         apply_weights(rest + 8, val, vlen, mod_rev);
     } else if (strncmp(rest, "deployments/", 12) == 0) {
         if (cl.on_deployment && !strchr(rest + 12, '/'))
-            cl.on_deployment(rest + 12, val, vlen, mod_rev, false);
+            cl.on_deployment(rest + 12, val, vlen, mod_rev);
     } else if (strcmp(rest, "leader") == 0) {
         bool mine = val && vlen == strlen(cl.instance) && memcmp(val, cl.instance, vlen) == 0;
         if (!mine && cl.leader)
@@ -414,8 +413,6 @@ static int resync(void)
         const struct rlb_weights_override *o = rlb_weights_at(i);
         snprintf(local[i], sizeof(local[i]), "weights/%s/%u", o->listener, o->priority);
     }
-    if (cl.on_deployment)
-        cl.on_deployment(NULL, NULL, 0, 0, true);
     bool leader_seen = false;
     struct fy_node *kvs = rlb_json_get(root, "kvs");
     struct fy_node *it;
@@ -847,6 +844,60 @@ int rlb_cluster_targets(const char *group, const struct rlb_sockaddr *addrs, siz
     return rc;
 }
 
+/* {"target_groups":[...]} for n weights (malloc'd), NULL on ENOMEM. */
+static char *weights_value(const struct rlb_weight *w, size_t n)
+{
+    size_t cap = 64 + n * 160;
+    char *val = malloc(cap);
+    if (!val)
+        return NULL;
+    size_t o = (size_t)snprintf(val, cap, "{\"target_groups\":[");
+    for (size_t i = 0; i < n; i++)
+        o += (size_t)snprintf(val + o, cap - o, "%s{\"name\":\"%s\",\"weight\":%u}",
+                              i ? "," : "", w[i].group, w[i].weight);
+    snprintf(val + o, cap - o, "]}");
+    return val;
+}
+
+char *rlb_cluster_put_op(const char *suffix, const char *value)
+{
+    size_t len = 1, cap = 256;
+    char *ops = malloc(cap);
+    if (!ops)
+        return NULL;
+    ops[0] = '[';
+    if (append_put(&ops, &len, &cap, suffix, value) < 0) {
+        free(ops);
+        return NULL;
+    }
+    ops[len] = '\0';
+    memmove(ops, ops + 1, len); /* drop the '[': one operation object */
+    return ops;
+}
+
+char *rlb_cluster_weights_op(const char *listener, uint32_t priority,
+                             const struct rlb_weight *w, size_t n)
+{
+    char suffix[200];
+    snprintf(suffix, sizeof(suffix), "weights/%s/%u", listener, priority);
+    char *val = n ? weights_value(w, n) : NULL;
+    if (n && !val)
+        return NULL;
+    char *op = rlb_cluster_put_op(suffix, val);
+    free(val);
+    return op;
+}
+
+void rlb_cluster_weights_written(const char *listener, uint32_t priority, int64_t rev,
+                                 bool removed)
+{
+    char suffix[200];
+    snprintf(suffix, sizeof(suffix), "%s/%u", listener, priority);
+    int64_t *slot = modrev_slot(suffix, true);
+    if (slot)
+        *slot = removed ? 0 : rev;
+}
+
 int rlb_cluster_weights(const char *listener, uint32_t priority, const struct rlb_weight *w,
                         size_t n, bool check_rev, char *err, size_t errlen)
 {
@@ -864,29 +915,14 @@ int rlb_cluster_weights(const char *listener, uint32_t priority, const struct rl
     }
     char suffix[200];
     snprintf(suffix, sizeof(suffix), "weights/%s/%u", listener, priority);
-    size_t cap = 256 + n * 160;
-    char *val = n ? malloc(cap) : NULL;
-    if (n && !val)
-        return -ENOMEM;
-    if (val) {
-        size_t o = (size_t)snprintf(val, cap, "{\"target_groups\":[");
-        for (size_t i = 0; i < n; i++)
-            o += (size_t)snprintf(val + o, cap - o, "%s{\"name\":\"%s\",\"weight\":%u}",
-                                  i ? "," : "", w[i].group, w[i].weight);
-        snprintf(val + o, cap - o, "]}");
-    }
-    size_t len = 1, ocap = 256;
-    char *ops = malloc(ocap);
-    if (ops)
-        ops[0] = '[';
-    if (!ops || append_put(&ops, &len, &ocap, suffix, val) < 0) {
-        free(ops);
-        free(val);
+    char *op = rlb_cluster_weights_op(listener, priority, w, n);
+    char *ops = op ? malloc(strlen(op) + 3) : NULL;
+    if (!ops) {
+        free(op);
         return -ENOMEM;
     }
-    free(val);
-    ops[len++] = ']';
-    ops[len] = '\0';
+    sprintf(ops, "[%s]", op);
+    free(op);
     char compare[512] = "[]";
     if (check_rev) {
         int64_t *slot = modrev_slot(suffix + 8, false);
@@ -913,9 +949,7 @@ int rlb_cluster_weights(const char *listener, uint32_t priority, const struct rl
         snprintf(err, errlen, "etcd is unreachable: the fleet cannot take changes now");
         return rc == -ENOMEM ? rc : -EAGAIN;
     }
-    int64_t *slot = modrev_slot(suffix + 8, true);
-    if (slot)
-        *slot = n ? rev : 0;
+    rlb_cluster_weights_written(listener, priority, rev, n == 0);
     if (n)
         return rlb_weights_set(listener, priority, w, n, err, errlen);
     rc = rlb_weights_remove(listener, priority);

@@ -32,6 +32,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ringlb/cluster.h"
 #include "ringlb/json.h"
 #include "ringlb/log.h"
 #include "ringlb/metrics.h"
@@ -439,6 +440,8 @@ static void hook_request(struct entry *e, uint64_t now_ms)
 {
     if (!e->hook)
         return;
+    if (rlb_cluster_enabled() && !rlb_cluster_leader())
+        return; /* a fleet runs one hook runner: the leader's (cluster.h) */
     if (e->hook_pid > 0) {
         e->hook_pending = true;
         return;

@@ -86,20 +86,28 @@ int rlb_cluster_weights(const char *listener, uint32_t priority, const struct rl
  * the transaction produced. Main thread. */
 int rlb_cluster_txn(const char *compare, const char *success, int64_t *rev);
 
-/* Key helpers for transactions: the JSON string of base64(P + suffix), malloc'd. */
+/* Transaction pieces (malloc'd JSON texts; NULL on ENOMEM): the JSON string of
+ * base64(P + suffix); one operation object putting JSON text `value` at P + suffix (value
+ * NULL: deleting it); the operation writing the weights of (listener, priority) (n == 0:
+ * removing them). After a transaction with a weights operation succeeded, tell
+ * rlb_cluster_weights_written() its revision (the 409 check compares with it). */
 char *rlb_cluster_key64(const char *suffix);
+char *rlb_cluster_put_op(const char *suffix, const char *value);
+char *rlb_cluster_weights_op(const char *listener, uint32_t priority,
+                             const struct rlb_weight *w, size_t n);
+void rlb_cluster_weights_written(const char *listener, uint32_t priority, int64_t rev,
+                                 bool removed);
 
 /* Fleet counters for the deployment alarm: the windows other instances closed and published
  * since the previous call for `group` (consumed here), added to *requests and *errors.
  * Main thread; reads etcd (blocking, bounded) only on the leader. */
 void rlb_cluster_fleet_window(const char *group, uint64_t *requests, uint64_t *errors);
 
-/* Deployment records as the watch sees them: deploy.c registers a callback called for every
- * P/deployments/<id> change (json NULL when deleted) with the key's mod revision, and once
- * per full read with `full` set before the records of that read (so that records missing
- * from it can be forgotten). */
+/* Deployment records as etcd has them: deploy.c registers a callback called for every
+ * P/deployments/<id> the full reads and the watch deliver (json NULL when deleted), with the
+ * key's mod revision. */
 void rlb_cluster_on_deployment(void (*cb)(const char *id, const char *json, size_t len,
-                                          int64_t mod_rev, bool full_start));
+                                          int64_t mod_rev));
 
 /* Leadership changes (deploy.c adopts or drops the controllers). */
 void rlb_cluster_on_leader(void (*cb)(bool leader));

@@ -19,7 +19,14 @@
  * sessions (AWSALBTG) naming `to` are then ignored by the forward path wherever the restored
  * weight of `to` is 0 (conn.c honours a cookie only for a group with weight > 0), so sticky
  * clients move back with the rollback.
- * Not implemented yet: the X-Ringlb-Canary: force header override (SPEC section 5).
+ * While a deployment is IN_PROGRESS its rule carries a canary mark (weights.h): requests with
+ * `<admin.canary_header>: force` go to `to` whatever the weights (no AWSALBTG cookie for them).
+ *
+ * Fleet (cluster block, cluster.h): deployments are records in etcd that every instance
+ * mirrors; any instance creates or stops one (one transaction each, the rule's lock making
+ * the 409 fleet-wide), and the leader alone runs the controller, with alarm periods summing
+ * the windows every instance publishes. A new leader adopts the deployments in progress from
+ * their records (bakes continue from their recorded end times). state_file is not used.
  *
  * States: IN_PROGRESS, SUCCESSFUL, ROLLED_BACK, STOPPED. One IN_PROGRESS deployment per rule.
  * GET lists the newest first; only the last 100 finished deployments are kept.

@@ -205,6 +205,117 @@ class TestSharedState(FleetCase):
             self.assertEqual(r2.header("X-Backend"), pin)
 
 
+ALARM = {"max_error_rate": 0.1, "datapoints": 2, "period": "1s", "min_requests": 3}
+
+
+def canary(**kw):
+    d = {"listener": "main", "rule": 10, "from": "ga", "to": "gb", "strategy": "canary",
+         "canary_percent": 20, "bake": "2s", "final_bake": "1s", "alarm": ALARM}
+    d.update(kw)
+    return d
+
+
+def deployment(lb, dep_id):
+    return ok_json(api(lb, "GET", f"/api/v1/deployments/{dep_id}"))
+
+
+def leader_of(lbs):
+    leaders = [lb for lb in lbs if metric(lb, "ringlb_cluster_leader") == 1.0]
+    return leaders[0] if len(leaders) == 1 else None
+
+
+class TestFleetDeployments(FleetCase):
+
+    def test_canary_rolls_back_fleet_wide_on_errors_seen_through_another_instance(self):
+        dead = h.free_port()            # nothing listens: every request to gb is a 502
+        lbs = [self.ringlb(config(self.etcd, f"lb-{i}", self.a, dead), threads=1)
+               for i in range(3)]
+        h.wait_for(lambda: leader_of(lbs) is not None, 5, what="a leader")
+        # traffic only through one instance that is not the leader, the deployment started
+        # on the third: the leader sees the errors only in the fleet's published windows
+        leader = leader_of(lbs)
+        seen, starter = [lb for lb in lbs if lb is not leader]
+        lbs.remove(seen)
+        lbs.insert(0, seen)
+        load = Load(seen.port(), "/split")
+        load.start()
+        self.addCleanup(load.stop)
+        dep = ok_json(api(starter, "POST", "/api/v1/deployments",
+                          canary(canary_percent=50, bake="60s")), 201)
+        for lb in lbs:
+            h.wait_for(lambda lb=lb: rule_weights(lb) == {"ga": 50, "gb": 50}, 1.0,
+                       what="the canary weights everywhere")
+        # datapoints (2) x period (1 s) + 1 s, plus slack for the fleet's window publication
+        h.wait_for(lambda: deployment(starter, dep["id"])["state"] != "IN_PROGRESS", 12,
+                   what="the rollback")
+        self.assertIn(metric(leader, "ringlb_requests_total{listener=\"main\","
+                                     "target_group=\"gb\"}"), (None, 0.0))
+        for lb in lbs:
+            h.wait_for(lambda lb=lb: deployment(lb, dep["id"])["state"] == "ROLLED_BACK", 1.0,
+                       what="ROLLED_BACK on every instance")
+            h.wait_for(lambda lb=lb: rule_weights(lb) == {"ga": 100, "gb": 0}, 1.0,
+                       what="the weights restored everywhere")
+        got = deployment(lbs[1], dep["id"])
+        self.assertIn("alarm", got["reason"])
+        self.assertTrue([r for r in got["alarm_readings"] if r["breach"]], got)
+        load.pause()
+        self.assertEqual(set(split(lbs[0].port(), 6, "/split")), {"A"})
+
+    def test_leader_killed_mid_deployment_another_instance_finishes_it(self):
+        lbs = self.fleet()
+        h.wait_for(lambda: leader_of(lbs) is not None, 5, what="a leader")
+        first = leader_of(lbs)
+        others = [lb for lb in lbs if lb is not first]
+        loads = [Load(lb.port(), "/split") for lb in others]
+        for ld in loads:
+            ld.start()
+            self.addCleanup(ld.stop)
+        dep = ok_json(api(others[0], "POST", "/api/v1/deployments",
+                          canary(bake="4s", final_bake="1s")), 201)
+        time.sleep(1.0)
+        first.expect_clean_exit = False
+        first.proc.kill()                           # no lease revocation: it expires (2 s)
+        first.proc.wait(5)
+        h.wait_for(lambda: leader_of(others) is not None, 6, what="a new leader")
+        h.wait_for(lambda: deployment(others[0], dep["id"])["state"] != "IN_PROGRESS", 15,
+                   what="the deployment to finish")
+        got = deployment(others[1], dep["id"])
+        self.assertEqual(got["state"], "SUCCESSFUL", got)
+        self.assertEqual([s["to_percent"] for s in got["history"]], [20, 100, 100])
+        for lb in others:
+            h.wait_for(lambda lb=lb: rule_weights(lb) == {"ga": 0, "gb": 100}, 1.0,
+                       what="100 % everywhere")
+        for ld in loads:
+            ld.stop()
+            self.assertEqual(ld.failures, [])
+
+    def test_one_deployment_per_rule_in_the_fleet_and_stop_anywhere(self):
+        lbs = self.fleet(2)
+        dep = ok_json(api(lbs[0], "POST", "/api/v1/deployments", canary(bake="60s")), 201)
+        h.wait_for(lambda: any(d["id"] == dep["id"] for d in ok_json(
+            api(lbs[1], "GET", "/api/v1/deployments"))["deployments"]), 1.0,
+            what="the deployment listed on the other instance")
+        r = api(lbs[1], "POST", "/api/v1/deployments", canary())
+        self.assertIn("error", ok_json(r, 409))
+        # the canary header route works on every instance
+        for lb in lbs:
+            with h.Conn(lb.port()) as c:
+                for _ in range(4):
+                    rr = c.roundtrip("GET", "/split", headers=[("X-Ringlb-Canary", "force")])
+                    self.assertEqual(rr.header("X-Backend"), "B")
+        stopped = ok_json(api(lbs[1], "POST", f"/api/v1/deployments/{dep['id']}/stop"))
+        self.assertEqual(stopped["state"], "STOPPED")
+        for lb in lbs:
+            h.wait_for(lambda lb=lb: deployment(lb, dep["id"])["state"] == "STOPPED", 1.0,
+                       what="STOPPED everywhere")
+            h.wait_for(lambda lb=lb: rule_weights(lb) == {"ga": 100, "gb": 0}, 1.0,
+                       what="weights restored everywhere")
+            self.assertEqual(set(split(lb.port(), 4, "/split")), {"A"})
+        # the rule is free again
+        again = ok_json(api(lbs[1], "POST", "/api/v1/deployments", canary(bake="60s")), 201)
+        ok_json(api(lbs[0], "POST", f"/api/v1/deployments/{again['id']}/stop"))
+
+
 class TestOutage(FleetCase):
 
     def test_etcd_down_keeps_serving_then_catches_up(self):
