@@ -416,7 +416,7 @@
       await fn();
       notice('ok', `${what}: done.`);
     } catch (e) {
-      notice('error', e instanceof ApiError ? e.readable() : `${what}: ${e}`);
+      notice('error', `${what} failed — ${e instanceof ApiError ? e.readable() : e}`);
     } finally {
       button.disabled = false;
     }

@@ -15,8 +15,9 @@
  * backend -> its row turns unhealthy; a canary deployment's weights move 0 -> 20 -> 100 on the
  * page; a second deployment is stopped with the page's button (Cancel first, then confirm) and
  * the API shows it STOPPED with the weights restored; the victim is deregistered from the page;
- * the phone layout has no horizontal overflow; screenshots are kept; last, the token changes
- * (file rewritten, reload) and the page shows the API's 401 readably.
+ * no horizontal overflow at 1280 and 390 px; screenshots are kept; last, API errors: a stale
+ * stop button (page paused, deployment stopped through the API) shows the API's 409, and after
+ * the token changes (file rewritten, reload) the page shows the 401 readably.
  * Prints one line per step; exits 0 when everything passed, 1 otherwise.
  */
 'use strict';
@@ -263,6 +264,29 @@ async function main() {
     checkClean('at the end');
 
     // ---- API errors are shown readably ---------------------------------------------------
+    // Pause the page, stop a deployment behind its back, then press its (stale) stop button:
+    // the API answers 409 and the page says why. (Chromium logs the 409: expected here.)
+    const d3 = await apiOk('POST', '/api/v1/deployments',
+                           { listener: 'main', rule: 10, from: 'gb', to: 'ga', strategy: 'canary',
+                             canary_percent: 10, bake: '120s', final_bake: '1s', alarm }, 201);
+    const stop3 = `[data-deployment="${d3.id}"] button.stop`;
+    await page.locator(stop3).waitFor({ state: 'visible', timeout: WAIT });
+    await page.locator('#pause').click();
+    assert(await page.locator('#status').getAttribute('data-state') === 'paused', 'Pause pauses');
+    await apiOk('POST', `/api/v1/deployments/${d3.id}/stop`, {});
+    await page.locator(stop3).click();
+    await page.locator('#confirm-ok').click();
+    const msg409 = await until(page, 'a readable 409 message after a stale stop',
+                               () => { const m = document.querySelector('#messages .msg.error'); return m && m.textContent; });
+    assert(msg409.includes('409') && msg409.includes(`deployment ${d3.id} is STOPPED`),
+           `readable 409: ${msg409}`);
+    await until(page, `deployment ${d3.id} shown STOPPED after the failed action`,
+                (id) => { const c = document.querySelector(`[data-deployment="${id}"]`); return c && c.dataset.state === 'STOPPED'; },
+                d3.id);
+    await page.locator('#messages .msg.error button').click();     // dismiss
+    await page.locator('#pause').click();                          // resume
+    assert(await page.locator('#pause').getAttribute('aria-pressed') === 'false', 'Resume resumes');
+
     // The token changes (new file content + reload): the page's calls now get 401, and the
     // page says what happened and what to do. (Chromium logs those 401s: expected here.)
     fs.writeFileSync(T.token_file, 'rotated-token\n');
