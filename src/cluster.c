@@ -156,10 +156,19 @@ static int call(const char *path, const char *body, struct fy_document **doc)
     *doc = NULL;
     int rc = rlb_etcd_call(&cl.etcd, path, body, &out, &len);
     if (rc < 0) {
-        if (rc != -EPROTO)
+        if (rc != -EPROTO) {
             disconnected(cl.etcd.err);
-        else
-            rlb_log_warn("cluster: %s: %s", path, cl.etcd.err);
+        } else {
+            /* the same refusal again and again (e.g. a wrong password): once a minute */
+            static char last[256];
+            static uint64_t last_ms;
+            uint64_t now = rlb_now_ms();
+            if (strcmp(last, cl.etcd.err) != 0 || now - last_ms >= 60000) {
+                rlb_log_warn("cluster: %s: %s", path, cl.etcd.err);
+                snprintf(last, sizeof(last), "%s", cl.etcd.err);
+                last_ms = now;
+            }
+        }
         free(out);
         return rc == -ENOMEM ? -ENOMEM : -EAGAIN;
     }

@@ -21,17 +21,19 @@ ETCD = shutil.which("etcd") or "/usr/bin/etcd"
 
 
 class Etcd:
-    """One etcd member on two free loopback ports; start()/stop() keep the data directory."""
+    """One etcd member on two free loopback ports; start()/stop() keep the data directory.
+    tls=(cert, key): clients reach it over https."""
 
-    def __init__(self):
+    def __init__(self, tls=None):
         self.dir = tempfile.mkdtemp(prefix="ringlb-etcd-")
         self.client = h.free_port()
         self.peer = h.free_port()
         self.proc = None
+        self.tls = tls
 
     @property
     def url(self):
-        return f"http://127.0.0.1:{self.client}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.client}"
 
     def start(self):
         log = open(os.path.join(self.dir, "etcd.log"), "ab")
@@ -40,18 +42,40 @@ class Etcd:
                              "--listen-client-urls", self.url,
                              "--advertise-client-urls", self.url,
                              "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-                             "--initial-cluster", f"t={peer}", "--log-level", "warn"],
+                             "--initial-cluster", f"t={peer}", "--log-level", "warn"]
+                            + (["--cert-file", self.tls[0], "--key-file", self.tls[1]]
+                               if self.tls else []),
                             stdout=log, stderr=log, stdin=h.subprocess.DEVNULL)
         log.close()
         h.wait_for(self.healthy, 15, what="etcd to answer")
 
     def healthy(self):
+        if self.tls:
+            try:
+                return self.call("/v3/maintenance/status", {})[0] == 200
+            except Exception:  # noqa: BLE001 - not up yet
+                return False
         try:
             r = h.http(self.client, "POST", "/v3/kv/range", body=b'{"key":"AA=="}',
                        headers=[("Content-Type", "application/json")], timeout=1)
             return r.status == 200
         except Exception:  # noqa: BLE001 - not up yet
             return False
+
+    def call(self, path, body, token=None, cafile=None):
+        """One JSON-gateway call over https (Python's ssl): (status, parsed answer)."""
+        import http.client
+        import ssl
+        ctx = ssl.create_default_context(cafile=cafile or self.ca)
+        c = http.client.HTTPSConnection("127.0.0.1", self.client, context=ctx, timeout=3)
+        hdrs = {"Content-Type": "application/json"}
+        if token:
+            hdrs["Authorization"] = token
+        c.request("POST", path, json.dumps(body), hdrs)
+        r = c.getresponse()
+        data = r.read()
+        c.close()
+        return r.status, json.loads(data or b"{}")
 
     def stop(self):
         if self.proc and self.proc.poll() is None:
@@ -188,6 +212,17 @@ class TestSharedState(FleetCase):
             h.wait_for(lambda lb=lb: rule_weights(lb) == {"ga": 100, "gb": 0}, 1.0,
                        what="the file's weights everywhere")
 
+    def test_metrics_of_the_instances_sum_to_the_fleet(self):
+        lbs = self.fleet()
+        name = 'ringlb_requests_total{listener="main",target_group="ga"}'
+        before = [metric(lb, name) or 0.0 for lb in lbs]
+        sent = [10, 7, 5]
+        for lb, n in zip(lbs, sent):
+            split(lb.port(), n, "/")
+        after = [metric(lb, name) or 0.0 for lb in lbs]
+        self.assertEqual([a - b for a, b in zip(after, before)], sent)   # no double counting
+        self.assertEqual(sum(after) - sum(before), sum(sent))
+
     def test_sticky_cookie_honoured_by_another_instance(self):
         lbs = self.fleet(2, sticky=True)
         ok_json(api(lbs[0], "PUT", "/api/v1/listeners/main/rules/10/forward",
@@ -314,6 +349,70 @@ class TestFleetDeployments(FleetCase):
         # the rule is free again
         again = ok_json(api(lbs[1], "POST", "/api/v1/deployments", canary(bake="60s")), 201)
         ok_json(api(lbs[0], "POST", f"/api/v1/deployments/{again['id']}/stop"))
+
+
+def make_ca(d):
+    """A CA, a server certificate for 127.0.0.1 and a client certificate (openssl CLI)."""
+    def run(*argv):
+        r = h.run(["openssl", *argv], cwd=d)
+        if r.returncode:
+            raise AssertionError(r.stderr)
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+    run("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-subj", "/CN=test-ca",
+        "-days", "2")
+    with open(os.path.join(d, "ext"), "w") as f:
+        f.write("subjectAltName=IP:127.0.0.1\n")
+    for name, cn in (("srv", "127.0.0.1"), ("cli", "ringlb")):
+        run("req", *ec, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={cn}")
+        run("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+            "-CAcreateserial", "-out", f"{name}.pem", "-days", "2",
+            *(["-extfile", "ext"] if name == "srv" else []))
+    return {k: os.path.join(d, k) for k in ("ca.pem", "srv.pem", "srv.key", "cli.pem",
+                                            "cli.key")}
+
+
+class TestSecureEtcd(h.RingTestCase):
+
+    def test_https_endpoint_with_password_authentication(self):
+        d = tempfile.mkdtemp(prefix="ringlb-etcd-ca-")
+        self.addCleanup(shutil.rmtree, d, True)
+        pki = make_ca(d)
+        etcd = Etcd(tls=(pki["srv.pem"], pki["srv.key"]))
+        etcd.ca = pki["ca.pem"]
+        self.addCleanup(etcd.cleanup)
+        etcd.start()
+        for path, body in (("/v3/auth/user/add", {"name": "root", "password": "s3cret"}),
+                           ("/v3/auth/user/grant", {"user": "root", "role": "root"}),
+                           ("/v3/auth/enable", {})):
+            status, ans = etcd.call(path, body)
+            self.assertEqual(status, 200, ans)
+        with open(os.path.join(d, "pw"), "w") as f:
+            f.write("s3cret\n")
+        with open(os.path.join(d, "badpw"), "w") as f:
+            f.write("wrong\n")
+        a, b = self.backend("A"), self.backend("B")
+
+        def secure(name, pw="pw", ca=pki["ca.pem"]):
+            cfg = json.loads(config(etcd, name, a, b))   # fresh ports every time
+            cfg["cluster"]["tls"] = {"ca": ca, "cert": pki["cli.pem"], "key": pki["cli.key"]}
+            cfg["cluster"]["auth"] = {"user": "root", "password_file": os.path.join(d, pw)}
+            return self.ringlb(json.dumps(cfg), threads=1)
+        lbs = [secure("lb-0"), secure("lb-1")]
+        for lb in lbs:
+            self.assertEqual(metric(lb, "ringlb_cluster_connected"), 1.0)
+        ok_json(api(lbs[0], "PUT", "/api/v1/listeners/main/rules/10/forward",
+                    {"target_groups": [{"name": "gb", "weight": 1}]}))
+        h.wait_for(lambda: rule_weights(lbs[1]) == {"gb": 1}, 1.0, what="the change over TLS")
+        # without the password etcd refuses: the instance starts, but stays disconnected
+        lb_bad = secure("lb-bad", pw="badpw")
+        self.assertEqual(metric(lb_bad, "ringlb_cluster_connected"), 0.0)
+        self.assertEqual(api(lb_bad, "DELETE", "/api/v1/listeners/main/rules/10/forward")
+                         .status, 503)
+        # a CA that did not sign the server certificate: refused too
+        other = make_ca(tempfile.mkdtemp(prefix="ringlb-etcd-ca2-", dir=d))
+        lb_wrong = secure("lb-wrong-ca", ca=other["ca.pem"])
+        self.assertEqual(metric(lb_wrong, "ringlb_cluster_connected"), 0.0)
+        self.assertIn("etcd", lb_wrong.stderr)
 
 
 class TestOutage(FleetCase):
