@@ -148,7 +148,16 @@ static void disconnected(const char *why)
     cl.need_resync = true;
 }
 
-/* An etcd call; on transport failures the instance counts as disconnected. */
+/* Answers of call() still in use (at most two at a time: nested calls do not happen). */
+#define MAX_REPLIES 4
+struct reply {
+    struct fy_document *doc;
+    char *text;
+};
+static struct reply replies[MAX_REPLIES];
+
+/* An etcd call; on transport failures the instance counts as disconnected. The answer is a
+ * document to release with reply_free(). */
 static int call(const char *path, const char *body, struct fy_document **doc)
 {
     char *out = NULL;
@@ -174,12 +183,35 @@ static int call(const char *path, const char *body, struct fy_document **doc)
     }
     char err[128];
     *doc = rlb_json_parse(out, len, err, sizeof(err));
-    free(out);
     if (!*doc) {
+        free(out);
         rlb_log_warn("cluster: %s: unreadable answer: %s", path, err);
         return -EAGAIN;
     }
-    return 0;
+    /* libfyaml keeps pointing into the text: it lives as long as the document. */
+    for (size_t i = 0; i < MAX_REPLIES; i++) {
+        if (!replies[i].doc) {
+            replies[i] = (struct reply){*doc, out};
+            return 0;
+        }
+    }
+    fy_document_destroy(*doc);
+    free(out);
+    *doc = NULL;
+    return -ENOMEM;
+}
+
+/* Destroy a document call() returned, and its text. */
+static void reply_free(struct fy_document *d)
+{
+    for (size_t i = 0; i < MAX_REPLIES; i++) {
+        if (replies[i].doc == d) {
+            fy_document_destroy(d);
+            free(replies[i].text);
+            replies[i] = (struct reply){NULL, NULL};
+            return;
+        }
+    }
 }
 
 static int64_t header_rev(struct fy_node *root)
@@ -458,7 +490,7 @@ static int resync(void)
             set_leader(false);
         cl.next_campaign_ms = 0;
     }
-    fy_document_destroy(d);
+    reply_free(d);
     cl.rev = rev;
     if (cl.started) {
         rc = rlb_etcd_watch_open(&cl.etcd, &cl.watch, cl.prefix, cl.prefix_end, rev + 1,
@@ -546,7 +578,7 @@ static void lease_work(uint64_t now)
         if (call("/v3/lease/grant", body, &d) < 0)
             return;
         cl.lease = rlb_etcd_int(rlb_json_get(fy_document_root(d), "ID"), 0);
-        fy_document_destroy(d);
+        reply_free(d);
         cl.next_keepalive_ms = now + cl.ttl_ms / 3;
         cl.next_campaign_ms = 0;
         return;
@@ -558,7 +590,7 @@ static void lease_work(uint64_t now)
         return;
     int64_t ttl = rlb_etcd_int(rlb_json_get(rlb_json_get(fy_document_root(d), "result"), "TTL"),
                                0);
-    fy_document_destroy(d);
+    reply_free(d);
     if (ttl <= 0) {
         rlb_log_warn("cluster: lease expired");
         cl.lease = 0;
@@ -610,7 +642,7 @@ static void campaign(uint64_t now)
             free(val);
         }
     }
-    fy_document_destroy(d);
+    reply_free(d);
     if (ok)
         set_leader(true);
 }
@@ -647,7 +679,7 @@ static void publish_counts(void)
                 cl.lease);
         struct fy_document *d;
         if (call("/v3/kv/put", body, &d) == 0) {
-            fy_document_destroy(d);
+            reply_free(d);
             cl.windows_published = closed;
         }
     }
@@ -731,7 +763,7 @@ void rlb_cluster_fleet_window(const char *group, uint64_t *requests, uint64_t *e
         free(key);
         free(val);
     }
-    fy_document_destroy(d);
+    reply_free(d);
     free(pfx);
 }
 
@@ -771,7 +803,7 @@ int rlb_cluster_txn(const char *compare, const char *success, int64_t *rev)
     rlb_json_get_bool(rlb_json_get(fy_document_root(d), "succeeded"), &ok);
     if (rev)
         *rev = header_rev(fy_document_root(d));
-    fy_document_destroy(d);
+    reply_free(d);
     return ok ? 0 : -EBUSY;
 }
 
@@ -1012,7 +1044,7 @@ static int fleet_sticky_key(void)
             memcpy(hex, val, 64);
         free(val);
     }
-    fy_document_destroy(d);
+    reply_free(d);
     if (rc < 0) {
         rlb_log_error("cluster: the fleet sticky key in etcd is not 64 hex digits");
         return rc;
@@ -1077,7 +1109,7 @@ void rlb_cluster_stop(void)
         snprintf(body, sizeof(body), "{\"ID\":\"%" PRId64 "\"}", cl.lease);
         struct fy_document *d;
         if (call("/v3/lease/revoke", body, &d) == 0)
-            fy_document_destroy(d);
+            reply_free(d);
     }
     rlb_etcd_free(&cl.etcd);
     for (size_t i = 0; i < cl.n_revs; i++)

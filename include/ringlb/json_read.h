@@ -16,7 +16,8 @@ struct fy_document;
 struct fy_node;
 
 /* Parse `len` bytes of JSON. Returns the document (free with fy_document_destroy()) or NULL
- * with a message ("line L, column C: ...") in err[errlen]. An empty text, or one whose root is
+ * with a message ("line L, column C: ...") in err[errlen]. The document points into `text`:
+ * the text must stay valid and unchanged until the document is destroyed. An empty text, or one whose root is
  * not an object or an array, is an error as well. */
 struct fy_document *rlb_json_parse(const char *text, size_t len, char *err, size_t errlen);
 
