@@ -100,6 +100,9 @@ static int drop_privileges(const char *user)
         rlb_log_error("user %s: no such user", user);
         return -ENOENT;
     }
+    if (getuid() == pw->pw_uid && geteuid() == pw->pw_uid && getgid() == pw->pw_gid &&
+        getegid() == pw->pw_gid)
+        return 0; /* already that user (e.g. systemd's User=): nothing to drop */
     if (setgroups(0, NULL) != 0 || setgid(pw->pw_gid) != 0 || setuid(pw->pw_uid) != 0) {
         rlb_log_error("cannot switch to user %s: %s", user, strerror(errno));
         return -errno;

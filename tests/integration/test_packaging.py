@@ -597,13 +597,9 @@ class InstalledPackage(h.RingTestCase):
         self.assertEqual(r.get("AFTER_IN_NEW"), "3", self.out)
         self.assertEqual(r.get("LOG_ROTATED_AFTER"), "5", self.out)
 
-    @unittest.expectedFailure
     def test_config_user_while_already_that_user(self):
         """Under the unit ringlb starts as the ringlb user; the shipped ringlb.yaml says
-        `user: ringlb` too. src/main.c drop_privileges() calls setgroups() unconditionally,
-        which an unprivileged process may not: startup fails with exit status 1. Expected to
-        fail until drop_privileges() skips the switch when the process already is that user
-        (then remove the decorator)."""
+        `user: ringlb` too: drop_privileges() must see it already is that user and go on."""
         self.assertEqual(self.r.get("USER_READY"), "1",
                          f"exit {self.r.get('USER_RC')}: {self.r.get('USER_ERR')}")
 
