@@ -7,41 +7,28 @@ in_range() { [[ $1 =~ ^[0-9]+$ ]] && [ "$1" -ge "$2" ] && [ "$1" -le "$3" ]; }
 
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-# Sum of utime+stime (clock ticks) and of VmRSS (KiB) over PID and its descendants.
+# Sum of utime+stime (clock ticks) and of VmRSS (KiB) over PID and its descendants, found
+# through /proc/PID/task/TID/children. Bash builtins only (no fork): python3 alone took over
+# a second per call on a loaded 2-core machine, twice per run.
 proc_tree() {
-    python3 - "$1" <<'EOF'
-import os, sys
-root = int(sys.argv[1])
-parent, stat = {}, {}
-for d in os.listdir("/proc"):
-    if not d.isdigit():
-        continue
-    try:
-        with open(f"/proc/{d}/stat") as f:
-            rest = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        continue
-    parent[int(d)] = int(rest[1])
-    stat[int(d)] = int(rest[11]) + int(rest[12])
-tree, todo = set(), [root]
-while todo:
-    p = todo.pop()
-    if p in tree or p not in stat:
-        continue
-    tree.add(p)
-    todo += [c for c, pp in parent.items() if pp == p]
-ticks = sum(stat[p] for p in tree)
-rss = 0
-for p in tree:
-    try:
-        with open(f"/proc/{p}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    rss += int(line.split()[1])
-    except OSError:
-        pass
-print(ticks, rss)
-EOF
+    local todo=("$1") p line rest f kids k key val ticks=0 rss=0
+    local -a st
+    while [ ${#todo[@]} -gt 0 ]; do
+        p=${todo[-1]}
+        unset 'todo[-1]'
+        { read -r line <"/proc/$p/stat"; } 2>/dev/null || continue
+        rest=${line##*) }
+        read -r -a st <<<"$rest"
+        ticks=$((ticks + st[11] + st[12]))
+        while read -r key val _; do
+            [ "$key" = VmRSS: ] && { rss=$((rss + val)); break; }
+        done 2>/dev/null <"/proc/$p/status"
+        for f in /proc/"$p"/task/*/children; do
+            { read -r kids <"$f"; } 2>/dev/null || continue
+            for k in $kids; do todo+=("$k"); done
+        done
+    done
+    echo "$ticks $rss"
 }
 
 run_bg() {   # output command... : run in the background and wait, so that signals act at once
