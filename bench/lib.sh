@@ -24,7 +24,8 @@ proc_tree() {
             [ "$key" = VmRSS: ] && { rss=$((rss + val)); break; }
         done 2>/dev/null <"/proc/$p/status"
         for f in /proc/"$p"/task/*/children; do
-            { read -r kids <"$f"; } 2>/dev/null || continue
+            kids=""
+            { read -r kids <"$f"; } 2>/dev/null || true   # no newline at the end: read fails
             for k in $kids; do todo+=("$k"); done
         done
     done
