@@ -498,7 +498,8 @@
   function renderSummary() {
     const d = S.data;
     let healthy = 0, unhealthy = 0, total = 0, draining = 0;
-    for (const g of d.groups) {
+    for (const g0 of d.groups) {
+      const g = d.details.get(g0.name) || g0;      // the same read as the group's card
       for (const t of g.targets || []) {
         total++;
         if (t.state === 'healthy') healthy++;

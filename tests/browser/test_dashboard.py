@@ -23,7 +23,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "integration"))
@@ -125,9 +124,8 @@ class TestDashboard(h.RingTestCase):
     def drive(self, params):
         """Run dashboard_e2e.js with params; fail with its output unless it passed."""
         env = dict(os.environ, RINGLB_DASH_TEST=json.dumps(params))
-        p = subprocess.Popen(["node", DRIVER], cwd=HERE, env=env, stdin=subprocess.DEVNULL,
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                             start_new_session=True, preexec_fn=h._child_setup)
+        p = h.spawn(["node", DRIVER], cwd=HERE, env=env, stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
         try:
             out, _ = p.communicate(timeout=NODE_LIMIT)
         except subprocess.TimeoutExpired:
