@@ -418,7 +418,7 @@ class TestSecureEtcd(h.RingTestCase):
 class TestOutage(FleetCase):
 
     def test_etcd_down_keeps_serving_then_catches_up(self):
-        lbs = self.fleet(2)
+        lbs = self.fleet(3)
         loads = [Load(lb.port(), "/split") for lb in lbs]
         for ld in loads:
             ld.start()
