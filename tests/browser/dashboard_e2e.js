@@ -170,7 +170,7 @@ async function main() {
     const alarm = { max_error_rate: 0.5, datapoints: 3, period: '1s', min_requests: 5 };
     const d1 = await apiOk('POST', '/api/v1/deployments',
                            { listener: 'main', rule: 10, from: 'ga', to: 'gb', strategy: 'canary',
-                             canary_percent: 20, bake: '6s', final_bake: '1s', alarm }, 201);
+                             canary_percent: 20, bake: '8s', final_bake: '1s', alarm }, 201);
     log(`started canary ${d1.id} ga -> gb at 20 %`);
     const seen = ['0'];
     const watch = async (want) => {

@@ -37,7 +37,7 @@ NODE_LIMIT = 110          # seconds for one run of the driver (it stops itself a
 
 
 def hc():
-    return {"enabled": True, "path": "/", "interval": "300ms", "timeout": "250ms",
+    return {"enabled": True, "path": "/", "interval": "500ms", "timeout": "400ms",
             "healthy_threshold": 2, "unhealthy_threshold": 2}
 
 
