@@ -62,6 +62,7 @@ static struct {
     uint64_t next_keepalive_ms;
     uint64_t next_campaign_ms;
     uint64_t next_retry_ms;
+    uint64_t retry_backoff_ms;
     uint64_t windows_published;
     struct modrev *revs;
     size_t n_revs;
@@ -771,8 +772,18 @@ static void tick(struct rlb_timer *t, uint64_t now)
 {
     (void)t;
     if (cl.need_resync && now >= cl.next_retry_ms) {
-        if (resync() < 0)
-            cl.next_retry_ms = now + 500;
+        /* Every 500 ms while etcd refuses; an etcd that lets the call time out (1 s of this
+         * thread) is tried less and less often, up to every 5 s. */
+        uint64_t t0 = rlb_now_ms();
+        if (resync() < 0) {
+            bool slow = rlb_now_ms() - t0 >= CALL_TIMEOUT_MS / 2;
+            cl.retry_backoff_ms = !slow ? 500
+                                  : cl.retry_backoff_ms >= 2500 ? 5000
+                                                                : cl.retry_backoff_ms * 2;
+            cl.next_retry_ms = now + cl.retry_backoff_ms;
+        } else {
+            cl.retry_backoff_ms = 500;
+        }
     }
     if (cl.connected) {
         lease_work(now);
@@ -1071,6 +1082,7 @@ int rlb_cluster_init(const struct rlb_config *cfg)
     cl.instance = strdup(cc->instance);
     cl.ttl_ms = cc->lease_ttl_ms;
     cl.need_resync = true;
+    cl.retry_backoff_ms = 500;
     cl.watch.io.fd = -1;
     if (!cl.prefix || !cl.prefix_end || !cl.instance)
         return -ENOMEM;

@@ -451,6 +451,37 @@ class TestOutage(FleetCase):
             ld.stop()
             self.assertEqual(ld.failures, [])
 
+    def test_etcd_that_stops_answering(self):
+        """etcd frozen (SIGSTOP): connections are accepted by the kernel but nothing answers.
+        Calls time out (1 s), traffic is untouched, and SIGCONT brings the fleet back."""
+        import signal
+        lbs = self.fleet(2)
+        load = Load(lbs[0].port(), "/split")
+        load.start()
+        self.addCleanup(load.stop)
+        load.wait_requests(20)
+        os.kill(self.etcd.proc.pid, signal.SIGSTOP)
+        self.addCleanup(lambda: self.etcd.proc and self.etcd.proc.poll() is None and
+                        os.kill(self.etcd.proc.pid, signal.SIGCONT))
+        t0 = time.monotonic()
+        r = api(lbs[0], "PUT", "/api/v1/listeners/main/rules/10/forward",
+                {"target_groups": [{"name": "gb", "weight": 1}]})
+        self.assertEqual(r.status, 503, r)
+        self.assertLess(time.monotonic() - t0, 5)
+        h.wait_for(lambda: metric(lbs[1], "ringlb_cluster_connected") == 0.0, 10,
+                   what="the frozen etcd to show")
+        n = load.ok
+        load.wait_requests(n + 50)
+        os.kill(self.etcd.proc.pid, signal.SIGCONT)
+        for lb in lbs:
+            h.wait_for(lambda lb=lb: metric(lb, "ringlb_cluster_connected") == 1.0, 10,
+                       what="the reconnection")
+        ok_json(api(lbs[0], "PUT", "/api/v1/listeners/main/rules/10/forward",
+                    {"target_groups": [{"name": "gb", "weight": 1}]}))
+        h.wait_for(lambda: rule_weights(lbs[1]) == {"gb": 1}, 1.0, what="the change")
+        load.stop()
+        self.assertEqual(load.failures, [])
+
     def test_changes_made_while_an_instance_was_cut_off_are_caught_up(self):
         # lb-1 reaches etcd through a TCP relay the test can cut (a network partition);
         # lb-0 reaches it directly.
