@@ -4,7 +4,7 @@
 #   bench/run.sh [--duration S] [--runs N] [--conns "100 1000"] [--threads T]
 #                [--only ringlb|haproxy|nginx] [--idle] [--idle-conns N] [--port-base P]
 #                [--rules N] [--observability] [--close] [--targets N] [--bytes N]
-#                [--warmup S] [--out DIR]
+#                [--warmup S] [--idle-settle S] [--out DIR]
 #
 # bench/suite.sh runs every mode below (and bench/tls.sh, bench/callgrind.sh) in one go.
 #
@@ -58,7 +58,8 @@
 # opened in two equal batches; the growth over the second batch alone (KiB/conn, second half)
 # leaves out fixed costs that only appear with first use (buffer pools, allocator arenas).
 #
-# --warmup S sets the warm-up per proxy before the runs (default 2 s). The script builds
+# --warmup S sets the warm-up per proxy before the runs (default 2 s); --idle-settle S the pause
+# before and after each batch of idle connections (default 2 s). The script builds
 # nothing: it expects build/ringlb and build/rlb-backend (RINGLB_BUILD_DIR overrides the
 # directory). It installs haproxy, nginx-light and wrk with apt-get when they are missing. Raw
 # results (wrk output, configs, logs, results.tsv, table.md) go to bench/out/<timestamp>/ (or
@@ -81,6 +82,7 @@ IDLE_N=10000
 RULES=0
 OBS=0
 WARMUP=2
+SETTLE=2
 CLOSE=0
 TARGETS=0
 BYTES=0
@@ -117,6 +119,7 @@ while [ $# -gt 0 ]; do
         --targets) TARGETS=${2:?}; shift 2 ;;
         --bytes) BYTES=${2:?}; shift 2 ;;
         --warmup) WARMUP=${2:?}; shift 2 ;;
+        --idle-settle) SETTLE=${2:?}; shift 2 ;;
         --out) OUT=${2:?}; shift 2 ;;
         -h|--help) usage 0 ;;
         *) echo "run.sh: unknown argument $1" >&2; usage ;;
@@ -128,6 +131,7 @@ in_range "$THREADS" 1 64 || die "--threads wants 1..64"
 in_range "$IDLE_N" 1 1000000 || die "--idle-conns wants 1..1000000"
 in_range "$PORT_BASE" 1024 65000 || die "--port-base wants 1024..65000"
 in_range "$WARMUP" 0 600 || die "--warmup wants 0..600 seconds"
+[[ $SETTLE =~ ^[0-9]+(\.[0-9]+)?$ ]] || die "--idle-settle wants seconds"
 in_range "$TARGETS" 0 1000 || die "--targets wants 3..1000"
 [ "$TARGETS" -eq 0 ] || [ "$TARGETS" -ge 3 ] || die "--targets wants 3..1000 (2 is the default)"
 in_range "$BYTES" 0 1073741824 || die "--bytes wants 1..1073741824"
@@ -566,7 +570,7 @@ open_idle() {   # port n log: start idle_conns.py, wait until its connections ar
         [ $SECONDS -lt $deadline ] || die "idle_conns.py did not finish opening connections"
         sleep 0.2
     done
-    sleep 2
+    sleep "$SETTLE"
 }
 
 # Two equal batches: the first pays for every fixed cost that grows lazily with use (buffer
@@ -575,7 +579,7 @@ open_idle() {   # port n log: start idle_conns.py, wait until its connections ar
 run_idle() {   # proxy
     local name=$1 port=${PORT[$1]} before mid after half n1 n2
     curl -s -o /dev/null "http://127.0.0.1:$port/"
-    sleep 1
+    sleep "$SETTLE"
     half=$((IDLE_N / 2))
     IDLE_PIDS=()
     before=$(proc_tree "${PID[$name]}")
@@ -594,7 +598,7 @@ run_idle() {   # proxy
         printf "| %s | %d | %.1f | %.1f | %.2f | %.2f |\n", p, n, b / 1024, a / 1024,
             n ? (a - b) / n : 0, n2 ? (a - m) / n2 : 0
     }' >>"$OUT/idle.md"
-    sleep 3      # let the proxy close the released connections before the next one
+    sleep "$SETTLE"; sleep 1    # let the proxy close the released connections before the next one
 }
 
 # ------------------------------------------------------------------------------------------

@@ -27,8 +27,8 @@
 # Each line reports req/s (median, min..max), p50/p99 latency, proxy CPU seconds per 100k
 # requests (utime+stime of the proxy's processes from /proc) and the ratios to HAProxy.
 #
-# --quick is a ~2-minute smoke run (1 s runs, 1 run, no warm-up, 1,000 idle connections,
-# callgrind N 500): it checks that every step works, its numbers mean nothing. --plan prints
+# --quick is a ~2-minute smoke run (1 s runs, 1 run, no warm-up, 1,000 idle connections with
+# 0.5 s pauses, callgrind N 500): it checks that every step works, its numbers mean nothing. --plan prints
 # the steps and the time budget and exits. --steps / --skip choose steps by name.
 # The planned time is printed first (the full suite fits in 15 minutes on 2 cores).
 #
@@ -54,6 +54,7 @@ MODE=full
 DURATION=5
 RUNS=3
 WARMUP=2
+SETTLE=2
 IDLE_N=10000
 CG_N=2000
 STEPS=$ALL_STEPS
@@ -95,6 +96,7 @@ if [ "$MODE" = quick ]; then
     [ -n "${SET[w]:-}" ] || WARMUP=0
     [ -n "${SET[i]:-}" ] || IDLE_N=1000
     [ -n "${SET[c]:-}" ] || CG_N=500
+    SETTLE=0.5
 fi
 for s in $STEPS $SKIP; do
     [[ " $ALL_STEPS " == *" $s "* ]] || die "unknown step '$s' (steps: $ALL_STEPS)"
@@ -106,22 +108,25 @@ done
 [ ${#RUN_STEPS[@]} -gt 0 ] || die "no step left to run"
 
 # ------------------------------------------------------------------------------------------
-# time budget: seconds per step, from the durations and from measured fixed costs on the
-# 2-core development machine (start-up of backend and proxies ~4 s per run.sh, ~12 s for
-# tls.sh with its certificate, shim and `openssl speed`; ~0.6 s of bookkeeping per wrk run;
-# idle connections ~9 s per proxy plus 0.4 s (plaintext) or 1.2 s (TLS) per 1,000;
-# callgrind ~35 s, mostly valgrind start-up)
+# time budget: seconds per step, from the durations and from fixed costs measured on the
+# 2-core development machine: start-up of backend and proxies ~4 s per run.sh (~8 s with the
+# 1,000-target configurations), ~16 s for tls.sh (certificate, shim, `openssl speed`); ~0.4 s
+# of bookkeeping per wrk run; idle connections: 4 pauses of --idle-settle plus ~2 s per proxy,
+# plus ~0.5 s (plaintext) or ~1.2 s (TLS) per 1,000 connections; callgrind ~35 s (valgrind
+# start-up, 7 stages).
 
 step_secs() {   # step -> planned seconds
-    local per=$((WARMUP + RUNS * DURATION)) runs=$RUNS
-    case $1 in
-        ka100) echo $((6 + 6 * per + 6 * runs * 6 / 10)) ;;
-        ka1000|close|bytes|obs) echo $((4 + 3 * per + 3 * runs * 6 / 10)) ;;
-        rules) echo $((6 + 2 * per + 2 * runs * 6 / 10)) ;;
-        tls) echo $((12 + 3 * 3 * per + 9 * runs * 6 / 10 + 3 * (9 + IDLE_N * 12 / 10000))) ;;
-        idle) echo $((4 + 3 * (9 + IDLE_N * 4 / 10000))) ;;
-        callgrind) echo $((35 + CG_N / 200)) ;;
-    esac
+    awk -v step="$1" -v d="$DURATION" -v r="$RUNS" -v w="$WARMUP" -v s="$SETTLE" \
+        -v n="$IDLE_N" -v cg="$CG_N" 'BEGIN {
+        per = w + r * d + r * 0.4                 # one variant: warm-up, runs, bookkeeping
+        idle = 4 * s + 2                          # one proxy: pauses and start of the client
+        if (step == "ka100") t = 8 + 6 * per
+        else if (step == "rules") t = 6 + 2 * per
+        else if (step == "tls") t = 16 + 9 * per + 3 * (idle + n * 1.2 / 1000)
+        else if (step == "idle") t = 4 + 3 * (idle + n * 0.5 / 1000)
+        else if (step == "callgrind") t = 35 + cg / 1000
+        else t = 4 + 3 * per                      # ka1000, close, bytes, obs
+        printf "%d\n", t + 0.5 }'
 }
 
 PLANNED=0
@@ -240,8 +245,10 @@ for step in "${RUN_STEPS[@]}"; do
         ka1000) run_step ka1000 "$ROOT/bench/run.sh" "${COMMON[@]}" --conns 1000 --out "$OUT/ka1000" ;;
         close) run_step close "$ROOT/bench/run.sh" "${COMMON[@]}" --conns 100 --close --out "$OUT/close" ;;
         bytes) run_step bytes "$ROOT/bench/run.sh" "${COMMON[@]}" --conns "$BYTES_CONNS" --bytes "$BYTES" --out "$OUT/bytes" ;;
-        tls) run_step tls "$ROOT/bench/tls.sh" "${COMMON[@]}" --idle-conns "$IDLE_N" --out "$OUT/tls" ;;
-        idle) run_step idle "$ROOT/bench/run.sh" --idle --idle-conns "$IDLE_N" --out "$OUT/idle" ;;
+        tls) run_step tls "$ROOT/bench/tls.sh" "${COMMON[@]}" --idle-conns "$IDLE_N" \
+            --idle-settle "$SETTLE" --out "$OUT/tls" ;;
+        idle) run_step idle "$ROOT/bench/run.sh" --idle --idle-conns "$IDLE_N" --idle-settle "$SETTLE" \
+            --out "$OUT/idle" ;;
         rules) run_step rules "$ROOT/bench/run.sh" "${COMMON[@]}" --conns 100 --rules "$RULES" --out "$OUT/rules" ;;
         obs) run_step obs "$ROOT/bench/run.sh" "${COMMON[@]}" --conns 100 --observability --out "$OUT/obs" ;;
         callgrind)

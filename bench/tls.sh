@@ -3,7 +3,7 @@
 #
 #   bench/tls.sh [--duration S] [--runs N] [--idle-conns N] [--only ringlb|haproxy|nginx]
 #                [--port-base P] [--skip-idle] [--cases "keepalive handshake resumed"]
-#                [--warmup S] [--out DIR]
+#                [--warmup S] [--idle-settle S] [--out DIR]
 #
 # Topology as in bench/run.sh: one rlb-backend (2 threads, listeners 127.0.0.1:19101 and
 # :19102) and the load generator on CPU 1; each proxy on CPU 0 with ONE worker thread, all three
@@ -48,7 +48,8 @@
 # core: the ceiling for full handshakes (verify/s bounds the client, which checks a signature
 # per handshake). The load average is recorded before and after (env.txt).
 #
-# --warmup S sets the warm-up per proxy and case (default 2 s). The script builds nothing of
+# --warmup S sets the warm-up per proxy and case (default 2 s); --idle-settle S the pause before
+# and after each batch of idle connections (default 2 s). The script builds nothing of
 # ringlb: it expects build/ringlb and build/rlb-backend (RINGLB_BUILD_DIR overrides the
 # directory). It installs haproxy, nginx-light, wrk, openssl (and gcc/libssl-dev for the shim)
 # with apt-get when they are missing. Raw results (wrk output, configs, certificate, logs,
@@ -71,6 +72,7 @@ PORT_BASE=18180
 SKIP_IDLE=0
 THREADS=1
 WARMUP=2
+SETTLE=2
 CASES="keepalive handshake resumed"
 OUT=""
 KEEPALIVE_CONNS=100
@@ -100,6 +102,7 @@ while [ $# -gt 0 ]; do
         --skip-idle) SKIP_IDLE=1; shift ;;
         --cases) CASES=${2?}; shift 2 ;;
         --warmup) WARMUP=${2:?}; shift 2 ;;
+        --idle-settle) SETTLE=${2:?}; shift 2 ;;
         --out) OUT=${2:?}; shift 2 ;;
         -h|--help) usage 0 ;;
         *) echo "tls.sh: unknown argument $1" >&2; usage ;;
@@ -110,6 +113,7 @@ in_range "$RUNS" 1 100 || die "--runs wants 1..100"
 in_range "$IDLE_N" 2 1000000 || die "--idle-conns wants 2..1000000"
 in_range "$PORT_BASE" 1024 65000 || die "--port-base wants 1024..65000"
 in_range "$WARMUP" 0 600 || die "--warmup wants 0..600 seconds"
+[[ $SETTLE =~ ^[0-9]+(\.[0-9]+)?$ ]] || die "--idle-settle wants seconds"
 for k in $CASES; do
     case $k in keepalive|handshake|resumed) ;; *) die "--cases wants keepalive, handshake, resumed" ;; esac
 done
@@ -489,13 +493,13 @@ open_idle() {   # port n log: start idle_conns.py --tls, wait until its connecti
         [ $SECONDS -lt $deadline ] || die "idle_conns.py did not finish opening connections"
         sleep 0.2
     done
-    sleep 2
+    sleep "$SETTLE"
 }
 
 run_idle() {   # proxy
     local name=$1 port=${PORT[$1]} before mid after half n1 n2 p
     curl -sk -o /dev/null --resolve "$SNI:$port:127.0.0.1" "https://$SNI:$port/"
-    sleep 1
+    sleep "$SETTLE"
     half=$((IDLE_N / 2))
     IDLE_PIDS=()
     before=$(proc_tree "${PID[$name]}")
@@ -515,7 +519,7 @@ run_idle() {   # proxy
         printf "| %s | %d | %.1f | %.1f | %.2f | %.2f |\n", p, n, b / 1024, a / 1024,
             n ? (a - b) / n : 0, n2 ? (a - m) / n2 : 0
     }' >>"$OUT/idle.md"
-    sleep 3      # let the proxy close the released connections before the next one
+    sleep "$SETTLE"; sleep 1    # let the proxy close the released connections before the next one
 }
 
 # ------------------------------------------------------------------------------------------
