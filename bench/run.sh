@@ -561,7 +561,8 @@ EOF
 
 open_idle() {   # port n log: start idle_conns.py, wait until its connections are open
     local port=$1 n=$2 log=$3 deadline pid
-    python3 "$ROOT/bench/idle_conns.py" --port "$port" -n "$n" --hold 600 >"$log" 2>&1 &
+    taskset -c "$LOAD_CPU" python3 "$ROOT/bench/idle_conns.py" --port "$port" -n "$n" --hold 600 \
+        >"$log" 2>&1 &
     pid=$!
     IDLE_PIDS+=("$pid")
     deadline=$((SECONDS + 180))
