@@ -86,7 +86,7 @@ while [ $# -gt 0 ]; do
         --publish) PUBLISH=1; shift ;;
         --out) OUT=${2:?}; shift 2 ;;
         --plan) PLAN=1; shift ;;
-        -h|--help) sed -n '2,48p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) awk 'NR > 1 && !/^#/ {exit} NR > 1 {sub(/^# ?/, ""); print}' "${BASH_SOURCE[0]}"; exit 0 ;;
         *) echo "suite.sh: unknown argument $1 (--help)" >&2; exit 2 ;;
     esac
 done
