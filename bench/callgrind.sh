@@ -16,7 +16,10 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BUILD=${RINGLB_BUILD_DIR:-$ROOT/build}
 N=${1:-20000}
-[[ $N =~ ^[0-9]+$ ]] && [ "$N" -ge 1 ] || { echo "usage: bench/callgrind.sh [N]" >&2; exit 2; }
+if ! [[ $N =~ ^[1-9][0-9]*$ ]]; then
+    echo "usage: bench/callgrind.sh [N]" >&2
+    exit 2
+fi
 command -v valgrind >/dev/null || {
     SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
     $SUDO apt-get install -y -qq valgrind >/dev/null

@@ -156,7 +156,9 @@ NGINX_EXTRA=""
     NGINX_EXTRA=$'            proxy_max_temp_file_size 0;\n            proxy_buffer_size 16k;\n            proxy_buffers 8 16k;'
 declare -A NTARGETS=()
 if [ "$TARGETS" -gt 0 ]; then
-    [ "$RULES" -eq 0 ] && [ "$OBS" -eq 0 ] || die "--targets runs apart from --rules and --observability"
+    if [ "$RULES" -ne 0 ] || [ "$OBS" -ne 0 ]; then
+        die "--targets runs apart from --rules and --observability"
+    fi
     base=("${PROXIES[@]}")
     PROXIES=()
     for p in "${base[@]}"; do
