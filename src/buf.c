@@ -40,12 +40,28 @@ int rlb_bufring_init(struct rlb_bufring *br, struct io_uring *ring, uint16_t bgi
         return ret;
     }
     io_uring_buf_ring_init(br->br);
-    int mask = io_uring_buf_ring_mask(nbufs);
-    for (uint32_t i = 0; i < nbufs; i++)
-        io_uring_buf_ring_add(br->br, br->base + (size_t)i * bufsz, bufsz, (unsigned short)i,
-                              mask, (int)i);
-    io_uring_buf_ring_advance(br->br, (int)nbufs);
+    br->added = 0;
+    while (br->added < RLB_BUFRING_START && rlb_bufring_grow(br))
+        ;
     return 0;
+}
+
+bool rlb_bufring_grow(struct rlb_bufring *br)
+{
+    uint32_t n = br->nbufs - br->added;
+    if (n == 0)
+        return false;
+    if (n > RLB_BUFRING_STEP)
+        n = RLB_BUFRING_STEP;
+    int mask = io_uring_buf_ring_mask(br->nbufs);
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t bid = br->added + i;
+        io_uring_buf_ring_add(br->br, br->base + (size_t)bid * br->bufsz, br->bufsz,
+                              (unsigned short)bid, mask, (int)i);
+    }
+    io_uring_buf_ring_advance(br->br, (int)n);
+    br->added += n;
+    return true;
 }
 
 void rlb_bufring_destroy(struct rlb_bufring *br, struct io_uring *ring)

@@ -220,7 +220,8 @@ void rlb_stream_complete(struct rlb_stream *s, enum rlb_op op, int res, uint32_t
             if (seg)
                 rlb_seg_free(&w->segs, seg);
             if (res == -ENOBUFS) {
-                if (!(s->flags & RLB_ST_STARVED)) {
+                /* more buffers in circulation, or wait for some to come back */
+                if (!rlb_bufring_grow(&w->bufs) && !(s->flags & RLB_ST_STARVED)) {
                     s->flags |= RLB_ST_STARVED;
                     s->starved_next = w->starved;
                     w->starved = s;
@@ -264,7 +265,8 @@ void rlb_stream_complete(struct rlb_stream *s, enum rlb_op op, int res, uint32_t
 
 void rlb_stream_retry_starved(struct rlb_worker *w)
 {
-    if (!w->starved || w->bufs.outstanding >= w->bufs.nbufs)
+    if (!w->starved ||
+        (w->bufs.outstanding >= w->bufs.added && !rlb_bufring_grow(&w->bufs)))
         return;
     struct rlb_stream *list = w->starved;
     w->starved = NULL;

@@ -33,6 +33,7 @@ struct rlb_bufring {
     uint16_t bgid;
     uint16_t *refs;               /* per buffer: segments referencing it */
     uint32_t outstanding;         /* buffers handed out by the kernel, not yet returned */
+    uint32_t added;               /* buffers in circulation (ids 0..added-1); grows on demand */
     size_t ring_bytes;
 };
 
@@ -57,13 +58,21 @@ struct rlb_segpool {
     struct rlb_bufring *ring;
 };
 
-/* Register a buffer ring of `nbufs` (power of two) buffers of `bufsz` bytes as group `bgid`
- * on `ring`. Returns 0 or -errno. */
+/* Register a buffer ring of up to `nbufs` (power of two) buffers of `bufsz` bytes as group
+ * `bgid` on `ring`. Only RLB_BUFRING_START buffers circulate at first; rlb_bufring_grow()
+ * puts more in when the kernel runs out, so an idle or lightly loaded worker touches (and
+ * keeps resident) only the buffers its concurrency needs. Returns 0 or -errno. */
+#define RLB_BUFRING_START 64u
+#define RLB_BUFRING_STEP 64u
 int rlb_bufring_init(struct rlb_bufring *br, struct io_uring *ring, uint16_t bgid,
                      uint32_t nbufs, uint32_t bufsz);
 
 /* Unregister and free the buffer ring. */
 void rlb_bufring_destroy(struct rlb_bufring *br, struct io_uring *ring);
+
+/* The kernel found the ring empty: put up to RLB_BUFRING_STEP more buffers in circulation.
+ * Returns false when all nbufs already circulate (then wait for buffers to come back). */
+bool rlb_bufring_grow(struct rlb_bufring *br);
 
 /* Take ownership of buffer `bid` that the kernel just filled (refcount 1). */
 void rlb_bufring_took(struct rlb_bufring *br, uint32_t bid);
