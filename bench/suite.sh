@@ -10,8 +10,12 @@
 # (rlb-backend), each proxy on CPU 0 with one worker, rlb-backend and the load generator on
 # CPU 1, and within a step N runs (--runs, default 3) of S seconds (--duration, default 5) per
 # proxy alternating ringlb, HAProxy, nginx, ringlb, ... after a warm-up (--warmup, default 2):
-#   ka100      plaintext keep-alive, 100 connections; and the same with a group of 1,000
-#              targets instead of 2 (run.sh --conns 100 --targets 1000: six variants alternate)
+#   ka100      plaintext keep-alive, 100 connections (run.sh --conns 100)
+#   targets    2 vs 1,000 targets in the group, 100 connections (run.sh --conns 100
+#              --targets 1000: six variants alternate). A step of its own: an idle HAProxy
+#              or nginx with 1,000 servers running beside the measured one costs the measured
+#              one (HAProxy at 2 targets: about half its req/s, measured), so the peer
+#              comparison of ka100 must not have them alive.
 #   ka1000     plaintext keep-alive, 1,000 connections (run.sh --conns 1000)
 #   close      plaintext, a new client connection per request: wrk -H "Connection: close",
 #              backend keep-alive kept (run.sh --close --conns 100)
@@ -49,7 +53,7 @@ export RINGLB_BUILD_DIR=${RINGLB_BUILD_DIR:-$ROOT/build}
 BUILD=$RINGLB_BUILD_DIR
 PATH=$PATH:/usr/sbin:/sbin
 
-ALL_STEPS="ka100 ka1000 close bytes tls idle rules obs callgrind"
+ALL_STEPS="ka100 ka1000 targets close bytes tls idle rules obs callgrind"
 MODE=full
 DURATION=5
 RUNS=3
@@ -120,12 +124,12 @@ step_secs() {   # step -> planned seconds
         -v n="$IDLE_N" -v cg="$CG_N" 'BEGIN {
         per = w + r * d + r * 0.4                 # one variant: warm-up, runs, bookkeeping
         idle = 4 * s + 2                          # one proxy: pauses and start of the client
-        if (step == "ka100") t = 8 + 6 * per
+        if (step == "targets") t = 8 + 6 * per
         else if (step == "rules") t = 6 + 2 * per
         else if (step == "tls") t = 16 + 9 * per + 3 * (idle + n * 1.2 / 1000)
         else if (step == "idle") t = 4 + 3 * (idle + n * 0.5 / 1000)
         else if (step == "callgrind") t = 35 + cg / 1000
-        else t = 4 + 3 * per                      # ka1000, close, bytes, obs
+        else t = 4 + 3 * per                      # ka100, ka1000, close, bytes, obs
         printf "%d\n", t + 0.5 }'
 }
 
@@ -241,7 +245,8 @@ T0=$SECONDS
 COMMON=(--duration "$DURATION" --runs "$RUNS" --warmup "$WARMUP")
 for step in "${RUN_STEPS[@]}"; do
     case $step in
-        ka100) run_step ka100 "$ROOT/bench/run.sh" "${COMMON[@]}" --conns 100 --targets "$TARGETS" --out "$OUT/ka100" ;;
+        ka100) run_step ka100 "$ROOT/bench/run.sh" "${COMMON[@]}" --conns 100 --out "$OUT/ka100" ;;
+        targets) run_step targets "$ROOT/bench/run.sh" "${COMMON[@]}" --conns 100 --targets "$TARGETS" --out "$OUT/targets" ;;
         ka1000) run_step ka1000 "$ROOT/bench/run.sh" "${COMMON[@]}" --conns 1000 --out "$OUT/ka1000" ;;
         close) run_step close "$ROOT/bench/run.sh" "${COMMON[@]}" --conns 100 --close --out "$OUT/close" ;;
         bytes) run_step bytes "$ROOT/bench/run.sh" "${COMMON[@]}" --conns "$BYTES_CONNS" --bytes "$BYTES" --out "$OUT/bytes" ;;
