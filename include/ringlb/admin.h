@@ -4,6 +4,8 @@
  * Requests are small and rare, so each admin connection reads into its own buffer with plain
  * recv operations on the main thread's ring; requests are parsed with llhttp (bodies up to
  * 1 MiB, else 413; "Expect: 100-continue" is answered). Served:
+ *   GET  /                                              the dashboard (dashboard.h); its
+ *   GET  /dashboard/{app.js,style.css,favicon.svg}      static files, served without the token
  *   GET  /healthz                                       200 "ok"
  *   GET  /metrics                                       Prometheus text
  *   GET  /api/v1/config                                 effective configuration (config_json.h)
@@ -21,7 +23,9 @@
  * {"error":"..."}. With admin.token_file every request needs "Authorization: Bearer <token>"
  * (compared in constant time through SHA-256 digests and CRYPTO_memcmp; the token is never
  * logged); GET / also accepts ?token=... (the dashboard's first load); otherwise 401.
- * Runtime changes are written to state_file (state.h) before the answer is sent.
+ * Runtime changes are written to state_file (state.h) before the answer is sent; with a
+ * cluster block they go to etcd first instead (cluster.h: 409 when a weight change raced
+ * another instance's, 503 while etcd is unreachable).
  * JSON is built as libfyaml documents (json.h) and parsed with libfyaml (json_read.h).
  */
 #ifndef RINGLB_ADMIN_H
