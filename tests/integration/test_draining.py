@@ -49,8 +49,11 @@ class Draining(h.RingTestCase):
     def test_in_flight_request_finishes_while_draining(self):
         self.start("10s")
         self.assertEqual(h.http(self.port, "GET", "/").header("X-Backend"), "b1")
+        # b1's request count includes each /stats call itself: the slow request has reached
+        # b1 once the count is two above the one read before it
+        base = self.b1.stats()["requests"]
         t, res = self.slow_request(2500)
-        h.wait_for(lambda: self.b1.stats()["active"] >= 2, 5, what="slow request at b1")
+        h.wait_for(lambda: self.b1.stats()["requests"] >= base + 2, 5, what="slow request at b1")
         self.swap_to_b2()
         h.wait_for(lambda: self.states().get(self.b1.addr) == "draining", 5,
                    what="b1 draining")
@@ -64,8 +67,9 @@ class Draining(h.RingTestCase):
 
     def test_request_outliving_the_delay_gets_502(self):
         self.start("1s")
+        base = self.b1.stats()["requests"]
         t, res = self.slow_request(6000)
-        h.wait_for(lambda: self.b1.stats()["active"] >= 2, 5, what="slow request at b1")
+        h.wait_for(lambda: self.b1.stats()["requests"] >= base + 2, 5, what="slow request at b1")
         self.swap_to_b2()
         t.join(30)
         self.assertNotIn("err", res)
