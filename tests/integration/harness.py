@@ -101,6 +101,7 @@ def run(argv, timeout=30, text=True, **kw):
 
 
 _port_rng = random.Random(os.getpid() ^ int(time.time() * 1000))
+_ports_given = set()
 
 
 def free_port(host=LOCALHOST):
@@ -110,13 +111,14 @@ def free_port(host=LOCALHOST):
     fam = socket.AF_INET6 if ":" in host else socket.AF_INET
     for _ in range(200):
         port = _port_rng.randrange(20000, 32000)
-        if 18000 <= port < 20000:
-            continue
+        if 18000 <= port < 20000 or port in _ports_given:
+            continue   # never the same port twice in one test process (two binds in a config)
         with socket.socket(fam, socket.SOCK_STREAM) as s:
             try:
                 s.bind((host, port))
             except OSError:
                 continue
+            _ports_given.add(port)
             return port
     with socket.socket(fam, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
