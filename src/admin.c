@@ -452,12 +452,18 @@ bool rlb_admin_token_equal(const char *a, size_t alen, const char *b, size_t ble
 
 int rlb_admin_token_load(const char *path, char **out, char *err, size_t errlen)
 {
+    return rlb_admin_secret_load("admin.token_file", path, out, err, errlen);
+}
+
+int rlb_admin_secret_load(const char *what, const char *path, char **out, char *err,
+                          size_t errlen)
+{
     char buf[4097];
     size_t n = 0;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         int e = errno;
-        snprintf(err, errlen, "admin.token_file %s: %s", path, strerror(e));
+        snprintf(err, errlen, "%s %s: %s", what, path, strerror(e));
         return -e;
     }
     for (;;) {
@@ -467,7 +473,7 @@ int rlb_admin_token_load(const char *path, char **out, char *err, size_t errlen)
         if (r < 0) {
             int e = errno;
             close(fd);
-            snprintf(err, errlen, "admin.token_file %s: %s", path, strerror(e));
+            snprintf(err, errlen, "%s %s: %s", what, path, strerror(e));
             return -e;
         }
         if (r == 0 || (n += (size_t)r) == sizeof(buf))
@@ -481,18 +487,18 @@ int rlb_admin_token_load(const char *path, char **out, char *err, size_t errlen)
     while (hi > lo && isspace((unsigned char)buf[hi - 1]))
         hi--;
     if (n == sizeof(buf)) {
-        snprintf(err, errlen, "admin.token_file %s: longer than %zu bytes", path,
+        snprintf(err, errlen, "%s %s: longer than %zu bytes", what, path,
                  sizeof(buf) - 1);
         rc = -EFBIG;
     } else if (lo == hi) {
-        snprintf(err, errlen, "admin.token_file %s is empty", path);
+        snprintf(err, errlen, "%s %s is empty", what, path);
         rc = -EINVAL;
     }
     for (size_t i = lo; rc == 0 && i < hi; i++) {
         unsigned char ch = (unsigned char)buf[i];
         if (ch < 0x21 || ch == 0x7f) {
-            snprintf(err, errlen, "admin.token_file %s: the token holds whitespace or control "
-                     "characters", path);
+            snprintf(err, errlen, "%s %s: the secret holds whitespace or control "
+                     "characters", what, path);
             rc = -EINVAL;
         }
     }

@@ -24,6 +24,8 @@
 #include <openssl/evp.h>
 #include <openssl/ssl.h>
 
+#include "ringlb/admin.h"
+#include "ringlb/json.h"
 #include "ringlb/json_read.h"
 #include "ringlb/log.h"
 #include "ringlb/worker.h"
@@ -151,20 +153,6 @@ static int parse_endpoint(const char *url, struct rlb_etcd_endpoint *ep)
     return 0;
 }
 
-static char *read_secret(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return NULL;
-    char buf[1024];
-    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' '))
-        buf[--n] = '\0';
-    return strdup(buf);
-}
-
 int rlb_etcd_init(struct rlb_etcd *e, const struct rlb_cluster_cfg *cc, uint64_t timeout_ms)
 {
     memset(e, 0, sizeof(*e));
@@ -199,11 +187,11 @@ int rlb_etcd_init(struct rlb_etcd *e, const struct rlb_cluster_cfg *cc, uint64_t
                         cc->tls_cert);
     }
     if (cc->auth_user) {
-        e->user = strdup(cc->auth_user);
-        e->password = read_secret(cc->auth_password_file);
-        if (!e->user || !e->password)
-            return errf(e, -EINVAL, "cluster.auth.password_file: cannot read %.200s",
-                        cc->auth_password_file);
+        if (rlb_admin_secret_load("cluster.auth.password_file", cc->auth_password_file,
+                                  &e->password, e->err, sizeof(e->err)) < 0)
+            return -EINVAL;
+        if (!(e->user = strdup(cc->auth_user)))
+            return errf(e, -ENOMEM, "%s", "out of memory");
     }
     return 0;
 }
@@ -539,25 +527,18 @@ static int authenticate(struct rlb_etcd *e, uint64_t deadline)
 {
     free(e->token);
     e->token = NULL;
-    /* name and password are JSON strings: escape quotes and backslashes. */
-    size_t cap = 2 * (strlen(e->user) + strlen(e->password)) + 64;
-    char *body = malloc(cap);
+    struct rlb_json j;
+    char *body = NULL;
+    if (rlb_json_init(&j) == 0) {
+        struct fy_node *o = rlb_json_obj(&j);
+        if (o && rlb_json_set(&j, o, "name", rlb_json_str(&j, e->user)) == 0 &&
+            rlb_json_set(&j, o, "password", rlb_json_str(&j, e->password)) == 0)
+            body = rlb_json_emit(&j, o, false);
+        rlb_json_free(&j);
+    }
     if (!body)
         return -ENOMEM;
-    size_t o = 0;
-    o += (size_t)snprintf(body + o, cap - o, "{\"name\":\"");
-    for (const char *p = e->user; *p; p++) {
-        if (*p == '"' || *p == '\\')
-            body[o++] = '\\';
-        body[o++] = *p;
-    }
-    o += (size_t)snprintf(body + o, cap - o, "\",\"password\":\"");
-    for (const char *p = e->password; *p; p++) {
-        if (*p == '"' || *p == '\\')
-            body[o++] = '\\';
-        body[o++] = *p;
-    }
-    snprintf(body + o, cap - o, "\"}");
+    size_t cap = strlen(body);
     char *out = NULL;
     size_t olen = 0;
     int status = 0;

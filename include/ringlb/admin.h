@@ -66,6 +66,11 @@ void rlb_admin_set_reload(rlb_admin_reload_fn fn, void *arg);
  * it). Main thread (blocking read). */
 int rlb_admin_token_load(const char *path, char **out, char *err, size_t errlen);
 
+/* The same for any secret file; `what` names it in messages (e.g. "cluster.auth.password_file").
+ * The etcd password (etcd.c) is read through here. */
+int rlb_admin_secret_load(const char *what, const char *path, char **out, char *err,
+                          size_t errlen);
+
 /* Require `token` from now on (takes ownership; the string is wiped and freed, only its
  * SHA-256 digest is kept), or no token when NULL. Main thread. */
 void rlb_admin_set_token(char *token);
@@ -80,8 +85,10 @@ struct rlb_weight;
  * default action), 1..n groups with weights 0..999 (weights.h has the rules). Publishes a new
  * snapshot to every worker and writes state_file. Returns 0; -ENOENT (listener or rule
  * unknown), -EOPNOTSUPP (not a forward action), -EINVAL (bad groups or weights), -ENOMEM, or
- * -EIO (applied, but state_file could not be written); a message is in err[errlen]. For the
- * admin API and the deployment controller. Main thread. */
+ * -EIO (applied, but state_file could not be written); a message is in err[errlen]. With a
+ * cluster block the change goes through etcd instead (rlb_cluster_weights: also -EBUSY when
+ * another instance changed the rule meanwhile, -EAGAIN when etcd is unreachable). For the
+ * admin API and the single-instance deployment controller. Main thread. */
 int rlb_admin_set_weights(const char *listener, uint32_t priority, const struct rlb_weight *w,
                           size_t n, char *err, size_t errlen);
 
