@@ -554,7 +554,7 @@ int rlb_admin_set_weights(const char *listener, uint32_t priority, const struct 
                           size_t n, char *err, size_t errlen)
 {
     if (rlb_cluster_enabled())
-        return rlb_cluster_weights(listener, priority, w, n, false, err, errlen);
+        return rlb_cluster_weights(listener, priority, w, n, err, errlen);
     int rc = rlb_weights_set(listener, priority, w, n, err, errlen);
     if (rc < 0)
         return rc;
@@ -1075,11 +1075,8 @@ static void change_forward(struct io_uring *ring, struct admin_conn *c, bool put
         struct fy_document *doc = NULL;
         struct rlb_weight *w = NULL;
         ssize_t n = parse_weights_body(rq, &doc, &w, err, sizeof(err));
-        rc = n < 0                 ? -EBADMSG
-             : rlb_cluster_enabled() ? rlb_cluster_weights(lname, priority, w, (size_t)n, true,
-                                                           err, sizeof(err))
-                                     : rlb_admin_set_weights(lname, priority, w, (size_t)n, err,
-                                                             sizeof(err));
+        rc = n < 0 ? -EBADMSG
+                   : rlb_admin_set_weights(lname, priority, w, (size_t)n, err, sizeof(err));
         free(w);
         if (doc)
             fy_document_destroy(doc);
@@ -1090,7 +1087,7 @@ static void change_forward(struct io_uring *ring, struct admin_conn *c, bool put
             snprintf(err, sizeof(err), "not a forward action");
             rc = -EOPNOTSUPP;
         } else if (rlb_cluster_enabled()) {
-            rc = rlb_cluster_weights(lname, priority, NULL, 0, true, err, sizeof(err));
+            rc = rlb_cluster_weights(lname, priority, NULL, 0, err, sizeof(err));
         } else {
             rc = rlb_weights_remove(lname, priority);
             if (rc == -ENOENT)

@@ -424,25 +424,40 @@ static void close_watch(void)
     cl.watching = false;
 }
 
+/* Read every key under P + suffix ("" = the whole prefix). Returns call()'s result. */
+static int range_prefix(const char *suffix, struct fy_document **d)
+{
+    *d = NULL;
+    size_t sl = strlen(suffix);
+    char *from = malloc(cl.plen + sl + 1);
+    if (!from)
+        return -ENOMEM;
+    memcpy(from, cl.prefix, cl.plen);
+    memcpy(from + cl.plen, suffix, sl + 1);
+    char *end = rlb_etcd_prefix_end(from);
+    char *k = rlb_etcd_b64(from, cl.plen + sl);
+    char *e = end ? rlb_etcd_b64(end, strlen(end)) : NULL;
+    char *body = k && e ? malloc(strlen(k) + strlen(e) + 64) : NULL;
+    int rc = -ENOMEM;
+    if (body) {
+        sprintf(body, "{\"key\":\"%s\",\"range_end\":\"%s\"}", k, e);
+        rc = call("/v3/kv/range", body, d);
+    }
+    free(from);
+    free(end);
+    free(k);
+    free(e);
+    free(body);
+    return rc;
+}
+
 /* Read the whole prefix, make the local state equal to it, then watch from the next
  * revision. Returns 0 or -EAGAIN. */
 static int resync(void)
 {
     close_watch();
-    char *k = rlb_etcd_b64(cl.prefix, cl.plen);
-    char *e = rlb_etcd_b64(cl.prefix_end, strlen(cl.prefix_end));
-    char *body = k && e ? malloc(strlen(k) + strlen(e) + 64) : NULL;
-    if (!body) {
-        free(k);
-        free(e);
-        return -ENOMEM;
-    }
-    sprintf(body, "{\"key\":\"%s\",\"range_end\":\"%s\"}", k, e);
-    free(k);
-    free(e);
     struct fy_document *d;
-    int rc = call("/v3/kv/range", body, &d);
-    free(body);
+    int rc = range_prefix("", &d);
     if (rc < 0)
         return rc;
     struct fy_node *root = fy_document_root(d);
@@ -601,14 +616,18 @@ static void lease_work(uint64_t now)
     cl.next_keepalive_ms = now + cl.ttl_ms / 3;
 }
 
-static void campaign(uint64_t now)
+/* Put `value` at P + suffix unless the key exists (with `lease` when non-zero). Returns 0
+ * and sets *created; when it existed, *existing gets its value (malloc'd, may stay NULL) and
+ * *existing_lease its lease. call()'s error otherwise. */
+static int create_or_read(const char *suffix, const char *value, int64_t lease, bool *created,
+                          char **existing, int64_t *existing_lease)
 {
-    if (!cl.lease || cl.leader || now < cl.next_campaign_ms)
-        return;
-    cl.next_campaign_ms = now + cl.ttl_ms / 3;
-    char *k = key_b64("leader");
-    char *v = rlb_etcd_b64(cl.instance, strlen(cl.instance));
-    char *body = k && v ? malloc(strlen(k) * 3 + strlen(v) + 400) : NULL;
+    *created = false;
+    *existing = NULL;
+    *existing_lease = 0;
+    char *k = key_b64(suffix);
+    char *v = rlb_etcd_b64(value, strlen(value));
+    char *body = k && v ? malloc(3 * strlen(k) + strlen(v) + 400) : NULL;
     if (body)
         sprintf(body,
                 "{\"compare\":[{\"key\":\"%s\",\"target\":\"CREATE\",\"result\":\"EQUAL\","
@@ -616,34 +635,46 @@ static void campaign(uint64_t now)
                 "\"success\":[{\"request_put\":{\"key\":\"%s\",\"value\":\"%s\","
                 "\"lease\":\"%" PRId64 "\"}}],"
                 "\"failure\":[{\"request_range\":{\"key\":\"%s\"}}]}",
-                k, k, v, cl.lease, k);
+                k, k, v, lease, k);
     free(k);
     free(v);
     if (!body)
-        return;
+        return -ENOMEM;
     struct fy_document *d;
     int rc = call("/v3/kv/txn", body, &d);
     free(body);
     if (rc < 0)
-        return;
-    bool ok = false;
+        return rc;
     struct fy_node *root = fy_document_root(d);
-    rlb_json_get_bool(rlb_json_get(root, "succeeded"), &ok);
-    if (!ok) {
-        /* Already ours (e.g. after a reconnection with the same lease)? */
+    rlb_json_get_bool(rlb_json_get(root, "succeeded"), created);
+    if (!*created) {
         struct fy_node *resp = fy_node_sequence_get_by_index(rlb_json_get(root, "responses"), 0);
         struct fy_node *kvs = rlb_json_get(rlb_json_get(resp, "response_range"), "kvs");
         struct fy_node *kv = kvs ? fy_node_sequence_get_by_index(kvs, 0) : NULL;
         const char *v64;
         size_t vl, vlen;
-        if (kv && rlb_json_get_str(rlb_json_get(kv, "value"), &v64, &vl) == 0 &&
-            rlb_etcd_int(rlb_json_get(kv, "lease"), 0) == cl.lease) {
-            char *val = rlb_etcd_unb64(v64, vl, &vlen);
-            ok = val && strcmp(val, cl.instance) == 0;
-            free(val);
-        }
+        if (kv && rlb_json_get_str(rlb_json_get(kv, "value"), &v64, &vl) == 0)
+            *existing = rlb_etcd_unb64(v64, vl, &vlen);
+        *existing_lease = rlb_etcd_int(rlb_json_get(kv, "lease"), 0);
     }
     reply_free(d);
+    return 0;
+}
+
+static void campaign(uint64_t now)
+{
+    if (!cl.lease || cl.leader || now < cl.next_campaign_ms)
+        return;
+    cl.next_campaign_ms = now + cl.ttl_ms / 3;
+    bool ok;
+    char *holder;
+    int64_t holder_lease;
+    if (create_or_read("leader", cl.instance, cl.lease, &ok, &holder, &holder_lease) < 0)
+        return;
+    /* Already ours (e.g. after a reconnection with the same lease)? */
+    if (!ok)
+        ok = holder && holder_lease == cl.lease && strcmp(holder, cl.instance) == 0;
+    free(holder);
     if (ok)
         set_leader(true);
 }
@@ -710,30 +741,10 @@ void rlb_cluster_fleet_window(const char *group, uint64_t *requests, uint64_t *e
 {
     if (!cl.enabled || !cl.connected)
         return;
-    char *k = key_b64("counts/");
-    char *pfx = malloc(cl.plen + 8);
-    if (!k || !pfx) {
-        free(k);
-        free(pfx);
-        return;
-    }
-    sprintf(pfx, "%scounts/", cl.prefix);
-    char *end = rlb_etcd_prefix_end(pfx);
-    char *e = end ? rlb_etcd_b64(end, strlen(end)) : NULL;
-    char *body = e ? malloc(strlen(k) + strlen(e) + 64) : NULL;
-    if (body)
-        sprintf(body, "{\"key\":\"%s\",\"range_end\":\"%s\"}", k, e);
-    free(k);
-    free(e);
-    free(end);
     struct fy_document *d = NULL;
-    if (!body || call("/v3/kv/range", body, &d) < 0) {
-        free(body);
-        free(pfx);
+    if (range_prefix("counts/", &d) < 0)
         return;
-    }
-    free(body);
-    size_t pl = strlen(pfx);
+    size_t pl = cl.plen + strlen("counts/");
     struct fy_node *kvs = rlb_json_get(fy_document_root(d), "kvs");
     struct fy_node *it;
     void *iter = NULL;
@@ -765,7 +776,6 @@ void rlb_cluster_fleet_window(const char *group, uint64_t *requests, uint64_t *e
         free(val);
     }
     reply_free(d);
-    free(pfx);
 }
 
 static void tick(struct rlb_timer *t, uint64_t now)
@@ -951,7 +961,7 @@ void rlb_cluster_weights_written(const char *listener, uint32_t priority, int64_
 }
 
 int rlb_cluster_weights(const char *listener, uint32_t priority, const struct rlb_weight *w,
-                        size_t n, bool check_rev, char *err, size_t errlen)
+                        size_t n, char *err, size_t errlen)
 {
     const struct rlb_snapshot *s = rlb_snapshot_current();
     if (!s) {
@@ -975,20 +985,18 @@ int rlb_cluster_weights(const char *listener, uint32_t priority, const struct rl
     }
     sprintf(ops, "[%s]", op);
     free(op);
-    char compare[512] = "[]";
-    if (check_rev) {
-        int64_t *slot = modrev_slot(suffix + 8, false);
-        char *k = key_b64(suffix);
-        if (!k) {
-            free(ops);
-            return -ENOMEM;
-        }
-        snprintf(compare, sizeof(compare),
-                 "[{\"key\":\"%s\",\"target\":\"MOD\",\"result\":\"EQUAL\","
-                 "\"mod_revision\":\"%" PRId64 "\"}]",
-                 k, slot ? *slot : 0);
-        free(k);
+    int64_t *known = modrev_slot(suffix + 8, false);
+    char *k = key_b64(suffix);
+    if (!k) {
+        free(ops);
+        return -ENOMEM;
     }
+    char compare[512];
+    snprintf(compare, sizeof(compare),
+             "[{\"key\":\"%s\",\"target\":\"MOD\",\"result\":\"EQUAL\","
+             "\"mod_revision\":\"%" PRId64 "\"}]",
+             k, known ? *known : 0);
+    free(k);
     int64_t rev = 0;
     rc = rlb_cluster_txn(compare, ops, &rev);
     free(ops);
@@ -1019,43 +1027,18 @@ static int fleet_sticky_key(void)
         return -EIO;
     for (size_t i = 0; i < 32; i++)
         sprintf(hex + 2 * i, "%02x", key[i]);
-    char *k = key_b64("sticky_key");
-    char *v = rlb_etcd_b64(hex, 64);
-    char *body = k && v ? malloc(3 * strlen(k) + strlen(v) + 300) : NULL;
-    if (body)
-        sprintf(body,
-                "{\"compare\":[{\"key\":\"%s\",\"target\":\"CREATE\",\"result\":\"EQUAL\","
-                "\"create_revision\":\"0\"}],"
-                "\"success\":[{\"request_put\":{\"key\":\"%s\",\"value\":\"%s\"}}],"
-                "\"failure\":[{\"request_range\":{\"key\":\"%s\"}}]}",
-                k, k, v, k);
-    free(k);
-    free(v);
-    if (!body)
-        return -ENOMEM;
-    struct fy_document *d;
-    int rc = call("/v3/kv/txn", body, &d);
-    free(body);
+    bool created;
+    char *other;
+    int64_t unused;
+    int rc = create_or_read("sticky_key", hex, 0, &created, &other, &unused);
     if (rc < 0)
         return rc;
-    struct fy_node *root = fy_document_root(d);
-    bool created = false;
-    rlb_json_get_bool(rlb_json_get(root, "succeeded"), &created);
     if (!created) {
-        struct fy_node *resp = fy_node_sequence_get_by_index(rlb_json_get(root, "responses"), 0);
-        struct fy_node *kvs = rlb_json_get(rlb_json_get(resp, "response_range"), "kvs");
-        struct fy_node *kv = kvs ? fy_node_sequence_get_by_index(kvs, 0) : NULL;
-        const char *v64;
-        size_t vl, vlen;
-        char *val = kv && rlb_json_get_str(rlb_json_get(kv, "value"), &v64, &vl) == 0
-                        ? rlb_etcd_unb64(v64, vl, &vlen)
-                        : NULL;
-        rc = val && vlen == 64 ? 0 : -EINVAL;
-        if (val && vlen == 64)
-            memcpy(hex, val, 64);
-        free(val);
+        rc = other && strlen(other) == 64 ? 0 : -EINVAL;
+        if (rc == 0)
+            memcpy(hex, other, 64);
     }
-    reply_free(d);
+    free(other);
     if (rc < 0) {
         rlb_log_error("cluster: the fleet sticky key in etcd is not 64 hex digits");
         return rc;

@@ -74,11 +74,12 @@ int rlb_cluster_targets(const char *group, const struct rlb_sockaddr *addrs, siz
                         bool registered, char *err, size_t errlen);
 
 /* Write the weights of (listener, priority) to etcd (n == 0: remove them, back to the file's)
- * and apply them locally. `check_rev`: fail with -EBUSY when another instance changed them
- * since this instance last saw them. Returns 0, -EBUSY, -EAGAIN, -EINVAL/-ENOENT/-EOPNOTSUPP
- * (validation, as rlb_weights_set), -ENOMEM; a message in err. */
+ * and apply them locally; -EBUSY when another instance changed them since this instance last
+ * saw them. The admin API reaches it through rlb_admin_set_weights(). Returns 0, -EBUSY,
+ * -EAGAIN, -EINVAL/-ENOENT/-EOPNOTSUPP (validation, as rlb_weights_set), -ENOMEM; a message
+ * in err. */
 int rlb_cluster_weights(const char *listener, uint32_t priority, const struct rlb_weight *w,
-                        size_t n, bool check_rev, char *err, size_t errlen);
+                        size_t n, char *err, size_t errlen);
 
 /* One etcd transaction prepared by deploy.c: compares and operations as JSON array texts
  * (etcd's "compare" and "success" members). Returns 0 when it succeeded, -EBUSY when a
