@@ -117,11 +117,15 @@ static void conn_free(struct admin_conn *c)
     free(c);
 }
 
-static void conn_close(struct admin_conn *c)
+/* The descriptor is closed through the ring, after any operation still queued on it: the
+ * workers share the descriptor table (see rlb_worker_close_fd). */
+static void conn_close(struct io_uring *ring, struct admin_conn *c)
 {
     if (!c->closing) {
         c->closing = true;
-        close(c->fd);
+        struct io_uring_sqe *sqe = sqe_get(ring);
+        io_uring_prep_close(sqe, c->fd);
+        io_uring_sqe_set_data64(sqe, RLB_MAIN_IGNORE);
         c->fd = -1;
     }
     if (c->pending == 0)
@@ -134,7 +138,7 @@ static void arm_recv(struct io_uring *ring, struct admin_conn *c)
         uint32_t ncap = c->in_cap ? c->in_cap * 2 : 8192;
         char *n = realloc(c->in, ncap);
         if (!n) {
-            conn_close(c);
+            conn_close(ring, c);
             return;
         }
         c->in = n;
@@ -175,7 +179,7 @@ static void send_response(struct io_uring *ring, struct admin_conn *c, int statu
     free(c->out);
     c->out = malloc(cap);
     if (!c->out) {
-        conn_close(c);
+        conn_close(ring, c);
         return;
     }
     int n = snprintf(c->out, cap,
@@ -1507,20 +1511,20 @@ void rlb_admin_complete(struct io_uring *ring, enum rlb_main_op op, void *ptr, i
         if (c->lingering) {
             c->drained += res > 0 ? (uint32_t)res : 0;
             if (res <= 0 || c->drained > ADMIN_LINGER_MAX)
-                conn_close(c);
+                conn_close(ring, c);
             else
                 arm_linger(ring, c);
             return;
         }
         if (res <= 0) {
-            conn_close(c);
+            conn_close(ring, c);
             return;
         }
         c->in_len += (uint32_t)res;
         process(ring, c);
     } else if (op == RLB_MAIN_ADMIN_SEND) {
         if (res < 0) {
-            conn_close(c);
+            conn_close(ring, c);
             return;
         }
         c->out_off += (uint32_t)res;

@@ -14,7 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <unistd.h>
 
 #include "ringlb/log.h"
 #include "ringlb/worker.h"
@@ -169,8 +168,9 @@ void rlb_stream_close(struct rlb_stream *s, bool reset)
         struct linger lg = {.l_onoff = 1, .l_linger = 0};
         setsockopt(s->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
     }
-    /* In-flight operations hold their own file reference: closing now is safe. */
-    close(s->fd);
+    /* Through the ring, after this stream's unsubmitted operations (see rlb_worker_close_fd);
+     * submitted ones hold their own file reference. */
+    rlb_worker_close_fd(w, s->fd);
     s->fd = -1;
     rlb_bq_clear(&w->segs, &s->in);
     if (!(s->flags & RLB_ST_SEND_BUSY))

@@ -57,6 +57,15 @@ struct io_uring_sqe *rlb_worker_sqe(struct rlb_worker *w)
     return sqe;
 }
 
+void rlb_worker_close_fd(struct rlb_worker *w, int fd)
+{
+    /* SQEs are issued in order and each resolves its descriptor when issued, so everything
+     * prepared before this close holds its own file reference by the time the number goes. */
+    struct io_uring_sqe *sqe = rlb_worker_sqe(w);
+    io_uring_prep_close(sqe, fd);
+    io_uring_sqe_set_data64(sqe, RLB_OP_IGNORE);
+}
+
 uint64_t rlb_worker_rand(struct rlb_worker *w)
 {
     uint64_t s1 = w->rng[0];
@@ -139,7 +148,7 @@ static void listener_close(struct rlb_wlistener *wl)
         io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)wl | RLB_OP_ACCEPT, 0);
         io_uring_sqe_set_data64(sqe, RLB_OP_IGNORE);
     }
-    close(wl->fd);
+    rlb_worker_close_fd(wl->w, wl->fd);
     wl->fd = -1;
 }
 
@@ -407,6 +416,7 @@ static void *worker_main(void *arg)
         wl = next;
     }
     w->listeners = NULL;
+    io_uring_submit(&w->ring); /* the closes queued by rlb_worker_close_fd */
     rlb_bufring_destroy(&w->bufs, &w->ring);
     io_uring_queue_exit(&w->ring);
     rlb_stream_cache_destroy(w);

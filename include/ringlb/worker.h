@@ -121,6 +121,12 @@ unsigned rlb_workers_count(void);
 /* Get an SQE, submitting pending ones first when the ring is full. Never NULL. Worker. */
 struct io_uring_sqe *rlb_worker_sqe(struct rlb_worker *w);
 
+/* Close `fd` through the ring, after every operation already prepared on it. Workers share one
+ * descriptor table and an unsubmitted SQE names its socket by number: a synchronous close()
+ * would free the number for another thread's accept before that SQE is submitted, and the
+ * stale operation would then act on someone else's connection. Worker. */
+void rlb_worker_close_fd(struct rlb_worker *w, int fd);
+
 /* 64 random bits from the worker's generator. Worker. */
 uint64_t rlb_worker_rand(struct rlb_worker *w);
 
