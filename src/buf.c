@@ -6,53 +6,22 @@
 #include <string.h>
 #include <sys/mman.h>
 
-int rlb_bufring_init(struct rlb_bufring *br, struct io_uring *ring, uint16_t bgid,
-                     uint32_t nbufs, uint32_t bufsz)
-{
-    memset(br, 0, sizeof(*br));
-    br->ring_bytes = (size_t)nbufs * sizeof(struct io_uring_buf);
-    void *mem = mmap(NULL, br->ring_bytes, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE,
-                     -1, 0);
-    if (mem == MAP_FAILED)
-        return -errno;
-    br->br = mem;
-    br->base = aligned_alloc(4096, (size_t)nbufs * bufsz);
-    br->refs = calloc(nbufs, sizeof(*br->refs));
-    if (!br->base || !br->refs) {
-        free(br->base);
-        free(br->refs);
-        munmap(mem, br->ring_bytes);
-        return -ENOMEM;
-    }
-    br->nbufs = nbufs;
-    br->bufsz = bufsz;
-    br->bgid = bgid;
-    struct io_uring_buf_reg reg = {
-        .ring_addr = (unsigned long)mem,
-        .ring_entries = nbufs,
-        .bgid = bgid,
-    };
-    int ret = io_uring_register_buf_ring(ring, &reg, 0);
-    if (ret < 0) {
-        free(br->base);
-        free(br->refs);
-        munmap(mem, br->ring_bytes);
-        return ret;
-    }
-    io_uring_buf_ring_init(br->br);
-    br->added = 0;
-    while (br->added < RLB_BUFRING_START && rlb_bufring_grow(br))
-        ;
-    return 0;
-}
+/* Not in Debian 12's liburing 2.3 headers (kernel uapi values, 6.12+). */
+#ifndef IOU_PBUF_RING_INC
+#define IOU_PBUF_RING_INC 2
+#endif
+#ifndef IORING_CQE_F_BUF_MORE
+#define IORING_CQE_F_BUF_MORE (1u << 4)
+#endif
 
-bool rlb_bufring_grow(struct rlb_bufring *br)
+/* Put up to `want` more buffers in circulation; false when all already circulate. */
+static bool add_buffers(struct rlb_bufring *br, uint32_t want)
 {
     uint32_t n = br->nbufs - br->added;
     if (n == 0)
         return false;
-    if (n > RLB_BUFRING_STEP)
-        n = RLB_BUFRING_STEP;
+    if (n > want)
+        n = want;
     int mask = io_uring_buf_ring_mask(br->nbufs);
     for (uint32_t i = 0; i < n; i++) {
         uint32_t bid = br->added + i;
@@ -64,6 +33,60 @@ bool rlb_bufring_grow(struct rlb_bufring *br)
     return true;
 }
 
+int rlb_bufring_init(struct rlb_bufring *br, struct io_uring *ring, uint16_t bgid,
+                     uint32_t nbufs, uint32_t bufsz, bool incremental)
+{
+    memset(br, 0, sizeof(*br));
+    br->ring_bytes = (size_t)nbufs * sizeof(struct io_uring_buf);
+    void *mem = mmap(NULL, br->ring_bytes, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE,
+                     -1, 0);
+    if (mem == MAP_FAILED)
+        return -errno;
+    br->br = mem;
+    br->base = aligned_alloc(4096, (size_t)nbufs * bufsz);
+    br->refs = calloc(nbufs, sizeof(*br->refs));
+    br->off = calloc(nbufs, sizeof(*br->off));
+    if (!br->base || !br->refs || !br->off) {
+        free(br->base);
+        free(br->refs);
+        free(br->off);
+        munmap(mem, br->ring_bytes);
+        return -ENOMEM;
+    }
+    br->nbufs = nbufs;
+    br->bufsz = bufsz;
+    br->bgid = bgid;
+    struct io_uring_buf_reg reg = {
+        .ring_addr = (unsigned long)mem,
+        .ring_entries = nbufs,
+        .bgid = bgid,
+        .pad = incremental ? IOU_PBUF_RING_INC : 0, /* `flags` in newer headers */
+    };
+    int ret = io_uring_register_buf_ring(ring, &reg, 0);
+    if (ret == -EINVAL && incremental) { /* a kernel older than 6.12 */
+        reg.pad = 0;
+        ret = io_uring_register_buf_ring(ring, &reg, 0);
+    }
+    br->inc = ret == 0 && reg.pad != 0;
+    if (ret < 0) {
+        free(br->base);
+        free(br->refs);
+        free(br->off);
+        munmap(mem, br->ring_bytes);
+        return ret;
+    }
+    io_uring_buf_ring_init(br->br);
+    br->added = 0;
+    br->start = br->inc ? RLB_BUFRING_START_INC : RLB_BUFRING_START;
+    add_buffers(br, br->start);
+    return 0;
+}
+
+bool rlb_bufring_grow(struct rlb_bufring *br)
+{
+    return add_buffers(br, RLB_BUFRING_STEP);
+}
+
 void rlb_bufring_destroy(struct rlb_bufring *br, struct io_uring *ring)
 {
     if (!br->br)
@@ -72,19 +95,40 @@ void rlb_bufring_destroy(struct rlb_bufring *br, struct io_uring *ring)
     munmap(br->br, br->ring_bytes);
     free(br->base);
     free(br->refs);
+    free(br->off);
     br->br = NULL;
 }
 
-void rlb_bufring_took(struct rlb_bufring *br, uint32_t bid)
+char *rlb_bufring_took(struct rlb_bufring *br, uint32_t bid, int res, uint32_t cqe_flags)
 {
-    br->refs[bid] = 1;
-    br->outstanding++;
+    char *buf = br->base + (size_t)bid * br->bufsz;
+    if (!br->inc) {
+        br->refs[bid] = 1;
+        br->outstanding++;
+        return buf;
+    }
+    char *data = buf + br->off[bid];
+    br->refs[bid]++;
+    if (res > 0)
+        br->off[bid] += (uint32_t)res;
+    /* The kernel moves on only from a full buffer (no BUF_MORE on the last piece). A
+     * completion without bytes says nothing: the kernel keeps the buffer. */
+    if (br->off[bid] >= br->bufsz || (res > 0 && !(cqe_flags & IORING_CQE_F_BUF_MORE))) {
+        br->off[bid] = br->bufsz;
+        br->outstanding++;
+    }
+    return data;
 }
 
 void rlb_bufring_release(struct rlb_bufring *br, uint32_t bid)
 {
     if (--br->refs[bid] != 0)
         return;
+    if (br->inc) {
+        if (br->off[bid] < br->bufsz)
+            return; /* the kernel is still filling it */
+        br->off[bid] = 0;
+    }
     io_uring_buf_ring_add(br->br, br->base + (size_t)bid * br->bufsz, br->bufsz,
                           (unsigned short)bid, io_uring_buf_ring_mask(br->nbufs), 0);
     io_uring_buf_ring_advance(br->br, 1);
@@ -121,12 +165,13 @@ static struct rlb_seg *seg_alloc(struct rlb_segpool *sp)
     return s;
 }
 
-struct rlb_seg *rlb_seg_from_buf(struct rlb_segpool *sp, uint32_t bid, uint32_t len)
+struct rlb_seg *rlb_seg_from_buf(struct rlb_segpool *sp, uint32_t bid, char *data,
+                                 uint32_t len)
 {
     struct rlb_seg *s = seg_alloc(sp);
     if (!s)
         return NULL;
-    s->data = sp->ring->base + (size_t)bid * sp->ring->bufsz;
+    s->data = data;
     s->len = len;
     s->bid = (int32_t)bid;
     s->block = NULL;

@@ -201,8 +201,8 @@ void rlb_stream_complete(struct rlb_stream *s, enum rlb_op op, int res, uint32_t
         struct rlb_seg *seg = NULL;
         if (cqe_flags & IORING_CQE_F_BUFFER) {
             uint32_t bid = cqe_flags >> IORING_CQE_BUFFER_SHIFT;
-            rlb_bufring_took(&w->bufs, bid);
-            seg = rlb_seg_from_buf(&w->segs, bid, res > 0 ? (uint32_t)res : 0);
+            char *data = rlb_bufring_took(&w->bufs, bid, res, cqe_flags);
+            seg = rlb_seg_from_buf(&w->segs, bid, data, res > 0 ? (uint32_t)res : 0);
             if (!seg) {
                 /* Cannot track it: give the buffer back and treat as a reset. */
                 rlb_bufring_release(&w->bufs, bid);

@@ -24,6 +24,9 @@
 #define RLB_RING_ENTRIES 4096u
 #define RLB_BUF_COUNT 1024u
 #define RLB_BUF_SIZE (16u * 1024u)
+#ifndef RLB_BUF_INCREMENTAL /* -DRLB_BUF_INCREMENTAL=0 for A/B measurements */
+#define RLB_BUF_INCREMENTAL 1
+#endif
 #define RLB_BGID 1
 
 void rlb_conn_cache_destroy(void);
@@ -385,7 +388,8 @@ static void *worker_main(void *arg)
         atomic_store(&w->ready, 1);
         return NULL;
     }
-    ret = rlb_bufring_init(&w->bufs, &w->ring, RLB_BGID, RLB_BUF_COUNT, RLB_BUF_SIZE);
+    ret = rlb_bufring_init(&w->bufs, &w->ring, RLB_BGID, RLB_BUF_COUNT, RLB_BUF_SIZE,
+                           RLB_BUF_INCREMENTAL);
     if (ret < 0) {
         rlb_log_error("worker %u: buffer ring setup failed: %s", w->id, strerror(-ret));
         io_uring_queue_exit(&w->ring);

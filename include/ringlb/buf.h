@@ -24,16 +24,28 @@ struct rlb_block {
     char data[];
 };
 
-/* The provided-buffer ring of one worker. */
+/* The provided-buffer ring of one worker.
+ *
+ * Incremental mode (kernel 6.12+, IOU_PBUF_RING_INC): the kernel fills a buffer piece by
+ * piece, one completion after the other, and moves to the next buffer only when it is full,
+ * so small messages from many connections share a buffer instead of each touching a page of
+ * its own. `off` tracks where the kernel's next piece starts; a buffer goes back into the ring
+ * when the kernel has finished with it and no segment references it any more. Without kernel
+ * support every completion gets a whole buffer, as before. */
 struct rlb_bufring {
     struct io_uring_buf_ring *br; /* shared with the kernel */
     char *base;                   /* nbufs * bufsz bytes */
     uint32_t nbufs;
     uint32_t bufsz;
     uint16_t bgid;
-    uint16_t *refs;               /* per buffer: segments referencing it */
-    uint32_t outstanding;         /* buffers handed out by the kernel, not yet returned */
+    bool inc;                     /* registered in incremental mode */
+    uint32_t *refs;               /* per buffer: segments referencing it */
+    uint32_t *off;                /* incremental mode, per buffer: bytes the kernel filled
+                                   * (bufsz once the kernel has finished with it) */
+    uint32_t outstanding;         /* buffers out of the ring (the kernel finished with them),
+                                   * not yet returned */
     uint32_t added;               /* buffers in circulation (ids 0..added-1); grows on demand */
+    uint32_t start;               /* buffers circulating after init */
     size_t ring_bytes;
 };
 
@@ -59,13 +71,16 @@ struct rlb_segpool {
 };
 
 /* Register a buffer ring of up to `nbufs` (power of two) buffers of `bufsz` bytes as group
- * `bgid` on `ring`. Only RLB_BUFRING_START buffers circulate at first; rlb_bufring_grow()
- * puts more in when the kernel runs out, so an idle or lightly loaded worker touches (and
- * keeps resident) only the buffers its concurrency needs. Returns 0 or -errno. */
+ * `bgid` on `ring`, in incremental mode when `incremental` is set and the kernel supports it
+ * (br->inc says which). Only RLB_BUFRING_START buffers (RLB_BUFRING_START_INC in
+ * incremental mode) circulate at first; rlb_bufring_grow() puts more in when the kernel runs
+ * out, so an idle or lightly loaded worker touches (and keeps resident) only the buffers its
+ * concurrency needs. Returns 0 or -errno. */
 #define RLB_BUFRING_START 64u
+#define RLB_BUFRING_START_INC 16u
 #define RLB_BUFRING_STEP 64u
 int rlb_bufring_init(struct rlb_bufring *br, struct io_uring *ring, uint16_t bgid,
-                     uint32_t nbufs, uint32_t bufsz);
+                     uint32_t nbufs, uint32_t bufsz, bool incremental);
 
 /* Unregister and free the buffer ring. */
 void rlb_bufring_destroy(struct rlb_bufring *br, struct io_uring *ring);
@@ -74,8 +89,9 @@ void rlb_bufring_destroy(struct rlb_bufring *br, struct io_uring *ring);
  * Returns false when all nbufs already circulate (then wait for buffers to come back). */
 bool rlb_bufring_grow(struct rlb_bufring *br);
 
-/* Take ownership of buffer `bid` that the kernel just filled (refcount 1). */
-void rlb_bufring_took(struct rlb_bufring *br, uint32_t bid);
+/* A completion with buffer `bid` (`res` bytes or -errno, CQE flags `cqe_flags`): take one
+ * reference to it and return where its bytes start. */
+char *rlb_bufring_took(struct rlb_bufring *br, uint32_t bid, int res, uint32_t cqe_flags);
 
 /* Drop one reference to buffer `bid`; at zero it goes back to the kernel. */
 void rlb_bufring_release(struct rlb_bufring *br, uint32_t bid);
@@ -86,9 +102,10 @@ struct rlb_block *rlb_block_new(uint32_t cap);
 /* Drop one reference to `b`; freed at zero. */
 void rlb_block_unref(struct rlb_block *b);
 
-/* A new segment referencing provided buffer `bid` (which the caller already owns one
- * reference to, e.g. from rlb_bufring_took()). NULL on ENOMEM. */
-struct rlb_seg *rlb_seg_from_buf(struct rlb_segpool *sp, uint32_t bid, uint32_t len);
+/* A new segment over `len` bytes at `data` in provided buffer `bid` (the caller already owns
+ * one reference to it, from rlb_bufring_took()). NULL on ENOMEM. */
+struct rlb_seg *rlb_seg_from_buf(struct rlb_segpool *sp, uint32_t bid, char *data,
+                                 uint32_t len);
 
 /* A new segment over `len` bytes of block `b` starting at `data`; takes over the caller's
  * reference to `b`. NULL on ENOMEM. */
