@@ -102,7 +102,7 @@ static void log_request(struct rlb_worker *w, struct rlb_exchange *ex)
     e.response_processing_us = ex->resp_us ? (int64_t)(now - ex->resp_us) : -1;
     e.elb_status = ex->lb_status ? ex->lb_status : ex->target_status;
     e.target_status = ex->target_status;
-    e.received_bytes = c->st.bytes_in - c->in->bytes - ex->bytes_in0;
+    e.received_bytes = c->st.bytes_in - rlb_conn_in(c)->bytes - ex->bytes_in0;
     e.sent_bytes = c->st.bytes_out + rlb_conn_pending(c) - ex->bytes_out0;
     const char *p = lg->data;
     if (lg->method_len) {
@@ -257,8 +257,6 @@ void rlb_conn_accept(struct rlb_worker *w, struct rlb_wlistener *wl, int fd)
     if (getpeername(fd, &c->peer.sa, &plen) != 0)
         memset(&c->peer, 0, sizeof(c->peer));
     rlb_stream_init(&c->st, w, &conn_ops, fd);
-    c->in = &c->st.in;
-    c->out = &c->st.out;
     c->wl = wl;
     struct rlb_tls_ctx *tctx = w->snap->listeners[wl->index].tls;
     if (lc->protocol == RLB_PROTO_HTTPS) {
@@ -268,8 +266,6 @@ void rlb_conn_accept(struct rlb_worker *w, struct rlb_wlistener *wl, int fd)
             free(c);
             return;
         }
-        c->in = &c->tls_in;
-        c->out = &c->tls_out;
         /* The handshake must finish within header_timeout, like a request head. */
         c->head_start_ms = w->now_ms;
     }
@@ -290,8 +286,8 @@ static void conn_on_free(struct rlb_stream *s)
 {
     struct rlb_conn *c = (struct rlb_conn *)s;
     if (c->tls) {
-        rlb_bq_clear(&s->w->segs, &c->tls_in);
-        rlb_bq_clear(&s->w->segs, &c->tls_out);
+        rlb_bq_clear(&s->w->segs, &c->tls->plain_in);
+        rlb_bq_clear(&s->w->segs, &c->tls->plain_out);
         rlb_tls_free(c->tls);
     }
     free(c);
@@ -352,7 +348,7 @@ void rlb_conn_close_idle(struct rlb_worker *w)
     struct rlb_conn *c = w->conns;
     while (c) {
         struct rlb_conn *next = c->next;
-        if (c->state == RLB_C_HEAD && c->in->bytes == 0 && !c->ex)
+        if (c->state == RLB_C_HEAD && rlb_conn_in(c)->bytes == 0 && !c->ex)
             conn_close(c, false);
         c = next;
     }
@@ -389,7 +385,7 @@ static void begin_shutdown(struct rlb_conn *c)
     c->active_ms = c->st.w->now_ms;
     if (rlb_conn_pending(c) > 0)
         rlb_conn_flush(c); /* what was queued still goes out before the FIN */
-    if (c->tls && !c->tls_notified && c->tls_out.bytes == 0 &&
+    if (c->tls && !c->tls_notified && c->tls->plain_out.bytes == 0 &&
         rlb_tls_handshake_done(c->tls)) {
         /* TLS: close_notify before our FIN. */
         c->tls_notified = true;
@@ -402,7 +398,7 @@ static void begin_shutdown(struct rlb_conn *c)
             return;
         }
         shutdown(c->st.fd, SHUT_WR);
-        rlb_bq_clear(&c->st.w->segs, c->in);
+        rlb_bq_clear(&c->st.w->segs, rlb_conn_in(c));
         rlb_stream_want_recv(&c->st, true);
     }
     conn_arm_timer(c);
@@ -507,7 +503,7 @@ static int queue_block(struct rlb_conn *c, struct rlb_block *b, uint32_t len)
         rlb_block_unref(b);
         return -ENOMEM;
     }
-    rlb_bq_push(c->out, seg);
+    rlb_bq_push(rlb_conn_out(c), seg);
     return 0;
 }
 
@@ -559,7 +555,7 @@ void rlb_conn_lb_error(struct rlb_conn *c, int status)
         return;
     if (close) {
         /* Nothing more is read from this client: drop what it sent, finish, FIN. */
-        rlb_bq_clear(&w->segs, c->in);
+        rlb_bq_clear(&w->segs, rlb_conn_in(c));
         c->close_after = true;
         finish_request(c);
         begin_shutdown(c);
@@ -584,13 +580,13 @@ void rlb_conn_abort(struct rlb_conn *c)
 
 enum head_result { HEAD_MORE, HEAD_OK, HEAD_ERROR };
 
-/* Find a complete head at the start of c->in-> On HEAD_OK, buf and len give the contiguous
+/* Find a complete head at the start of rlb_conn_in(c)-> On HEAD_OK, buf and len give the contiguous
  * head (in place, or copied into *copy which the caller frees). On HEAD_ERROR *status says
  * which error. */
 static enum head_result read_head(struct rlb_conn *c, const char **buf, uint32_t *len,
                                   struct rlb_block **copy, int *status)
 {
-    struct rlb_bq *in = c->in;
+    struct rlb_bq *in = rlb_conn_in(c);
     uint32_t found = 0, off = 0;
     for (struct rlb_seg *s = in->head; s && !found; s = s->next) {
         if (off + s->len > c->scan.scanned) {
@@ -882,14 +878,14 @@ static void forward(struct rlb_conn *c, const struct rlb_action *a, struct rlb_f
     c->state = RLB_C_EXCHANGE;
     /* Body bytes already here go along; small complete requests are kept for a retry. */
     if (!ex->req_done) {
-        while (c->in->bytes > 0 && !ex->req_done && req.bytes < RLB_RETRY_KEEP) {
-            struct rlb_seg *s = c->in->head;
+        while (rlb_conn_in(c)->bytes > 0 && !ex->req_done && req.bytes < RLB_RETRY_KEEP) {
+            struct rlb_seg *s = rlb_conn_in(c)->head;
             int err = llhttp_execute(&ex->req, s->data, s->len);
             if (err == HPE_OK) {
-                rlb_bq_move(&w->segs, c->in, &req, s->len);
+                rlb_bq_move(&w->segs, rlb_conn_in(c), &req, s->len);
             } else if (err == HPE_PAUSED && ex->reqctx.message_done) {
                 uint32_t used = (uint32_t)(llhttp_get_error_pos(&ex->req) - s->data);
-                rlb_bq_move(&w->segs, c->in, &req, used);
+                rlb_bq_move(&w->segs, rlb_conn_in(c), &req, used);
                 llhttp_resume(&ex->req);
                 ex->req_done = true;
             } else {
@@ -944,7 +940,7 @@ static void handle_head(struct rlb_conn *c, const char *buf, uint32_t len,
     ex->reqctx.head = NULL;
     ex->head_us = rlb_now_us();
     /* Bytes before this request: what arrived, less what is still unread, less the head. */
-    ex->bytes_in0 = c->st.bytes_in - c->in->bytes - len;
+    ex->bytes_in0 = c->st.bytes_in - rlb_conn_in(c)->bytes - len;
     ex->bytes_out0 = c->st.bytes_out + rlb_conn_pending(c);
     if (rlb_accesslog_on())
         log_capture(ex, h, err);
@@ -1032,14 +1028,14 @@ static void pump_request(struct rlb_conn *c)
     struct rlb_exchange *ex = c->ex;
     struct rlb_upconn *u = ex->u;
     bool moved = false;
-    while (!ex->req_done && c->in->bytes > 0 && u->st.out.bytes < RLB_HIGH_WATER) {
-        struct rlb_seg *s = c->in->head;
+    while (!ex->req_done && rlb_conn_in(c)->bytes > 0 && u->st.out.bytes < RLB_HIGH_WATER) {
+        struct rlb_seg *s = rlb_conn_in(c)->head;
         int err = llhttp_execute(&ex->req, s->data, s->len);
         if (err == HPE_OK) {
-            rlb_bq_move(&w->segs, c->in, &u->st.out, s->len);
+            rlb_bq_move(&w->segs, rlb_conn_in(c), &u->st.out, s->len);
         } else if (err == HPE_PAUSED && ex->reqctx.message_done) {
             uint32_t used = (uint32_t)(llhttp_get_error_pos(&ex->req) - s->data);
-            rlb_bq_move(&w->segs, c->in, &u->st.out, used);
+            rlb_bq_move(&w->segs, rlb_conn_in(c), &u->st.out, used);
             llhttp_resume(&ex->req);
             ex->req_done = true;
         } else {
@@ -1062,19 +1058,19 @@ static bool discard_request(struct rlb_conn *c)
 {
     struct rlb_worker *w = c->st.w;
     struct rlb_exchange *ex = c->ex;
-    while (!ex->req_done && c->in->bytes > 0) {
-        struct rlb_seg *s = c->in->head;
+    while (!ex->req_done && rlb_conn_in(c)->bytes > 0) {
+        struct rlb_seg *s = rlb_conn_in(c)->head;
         int err = llhttp_execute(&ex->req, s->data, s->len);
         if (err == HPE_OK) {
-            rlb_bq_consume(&w->segs, c->in, s->len);
+            rlb_bq_consume(&w->segs, rlb_conn_in(c), s->len);
         } else if (err == HPE_PAUSED && ex->reqctx.message_done) {
             uint32_t used = (uint32_t)(llhttp_get_error_pos(&ex->req) - s->data);
-            rlb_bq_consume(&w->segs, c->in, used);
+            rlb_bq_consume(&w->segs, rlb_conn_in(c), used);
             llhttp_resume(&ex->req);
             ex->req_done = true;
         } else {
             c->close_after = true;
-            rlb_bq_clear(&w->segs, c->in);
+            rlb_bq_clear(&w->segs, rlb_conn_in(c));
             ex->req_done = true;
         }
     }
@@ -1089,7 +1085,7 @@ static void conn_process(struct rlb_conn *c)
             return;
         switch (c->state) {
         case RLB_C_HEAD: {
-            if (c->in->bytes == 0) {
+            if (rlb_conn_in(c)->bytes == 0) {
                 if (c->eof || w->draining) {
                     conn_close(c, false);
                     return;
@@ -1116,20 +1112,20 @@ static void conn_process(struct rlb_conn *c)
                 return;
             }
             if (r == HEAD_ERROR) {
-                rlb_bq_clear(&w->segs, c->in);
+                rlb_bq_clear(&w->segs, rlb_conn_in(c));
                 rlb_conn_lb_error(c, status);
                 return;
             }
             /* Keep the head bytes out of the body path: detach them first when in place. */
             struct rlb_bq headq = {0};
             if (!copy) {
-                if (rlb_bq_move(&w->segs, c->in, &headq, len) < 0) {
+                if (rlb_bq_move(&w->segs, rlb_conn_in(c), &headq, len) < 0) {
                     conn_close(c, true);
                     return;
                 }
                 buf = headq.head->data;
             } else {
-                rlb_bq_consume(&w->segs, c->in, len);
+                rlb_bq_consume(&w->segs, rlb_conn_in(c), len);
             }
             memset(&c->scan, 0, sizeof(c->scan));
             handle_head(c, buf, len, copy);
@@ -1146,7 +1142,7 @@ static void conn_process(struct rlb_conn *c)
             /* Read on while the target can take more; between requests, read ahead a
              * little (pipelining) and notice the client closing. */
             if (c->ex->req_done)
-                rlb_stream_want_recv(&c->st, c->in->bytes < RLB_MAX_REQUEST_HEAD && !c->eof);
+                rlb_stream_want_recv(&c->st, rlb_conn_in(c)->bytes < RLB_MAX_REQUEST_HEAD && !c->eof);
             else
                 rlb_stream_want_recv(&c->st, c->ex->u && c->ex->u->st.out.bytes <
                                                              RLB_HIGH_WATER && !c->eof);
@@ -1172,8 +1168,8 @@ static void conn_process(struct rlb_conn *c)
                 conn_close(c, false);
                 return;
             }
-            if (c->in->bytes) {
-                rlb_bq_move(&w->segs, c->in, &u->st.out, c->in->bytes);
+            if (rlb_conn_in(c)->bytes) {
+                rlb_bq_move(&w->segs, rlb_conn_in(c), &u->st.out, rlb_conn_in(c)->bytes);
                 rlb_upstream_kick(u);
             }
             if (c->eof) {
@@ -1184,7 +1180,7 @@ static void conn_process(struct rlb_conn *c)
             return;
         }
         case RLB_C_CLOSING:
-            rlb_bq_clear(&w->segs, c->in);
+            rlb_bq_clear(&w->segs, rlb_conn_in(c));
             if (c->eof && rlb_conn_pending(c) == 0) {
                 conn_close(c, false);
                 return;
@@ -1199,14 +1195,14 @@ void rlb_conn_resume(struct rlb_conn *c) { conn_process(c); }
 
 void rlb_conn_flush(struct rlb_conn *c)
 {
-    if (c->tls && c->tls_out.bytes > 0 && c->st.out.bytes < RLB_TLS_SEND_CHUNK &&
+    if (c->tls && c->tls->plain_out.bytes > 0 && c->st.out.bytes < RLB_TLS_SEND_CHUNK &&
         !(c->st.flags & RLB_ST_CLOSED)) {
-        /* Encrypt a bounded amount at a time: the rest waits in tls_out, where
+        /* Encrypt a bounded amount at a time: the rest waits in plain_out, where
          * rlb_conn_pending() still counts it for back-pressure. */
-        int r = rlb_tls_send(c->tls, &c->st.w->segs, &c->tls_out, RLB_TLS_SEND_CHUNK,
+        int r = rlb_tls_send(c->tls, &c->st.w->segs, &c->tls->plain_out, RLB_TLS_SEND_CHUNK,
                              &c->st.out);
         if (r < 0 && r != -ENOTCONN) {
-            rlb_bq_clear(&c->st.w->segs, &c->tls_out);
+            rlb_bq_clear(&c->st.w->segs, &c->tls->plain_out);
             conn_close(c, true);
             return;
         }
@@ -1214,13 +1210,13 @@ void rlb_conn_flush(struct rlb_conn *c)
     rlb_stream_send(&c->st);
 }
 
-/* Decrypt what arrived on a TLS connection into c->in; answer the handshake. Returns false
+/* Decrypt what arrived on a TLS connection into rlb_conn_in(c); answer the handshake. Returns false
  * when the connection was closed. */
 static bool tls_input(struct rlb_conn *c)
 {
     struct rlb_worker *w = c->st.w;
     bool was_done = rlb_tls_handshake_done(c->tls);
-    int r = rlb_tls_recv_bq(c->tls, &w->segs, &c->st.in, c->in, &c->st.out);
+    int r = rlb_tls_recv_bq(c->tls, &w->segs, &c->st.in, rlb_conn_in(c), &c->st.out);
     if (c->st.out.bytes)
         rlb_stream_send(&c->st);
     if (r < 0) {
@@ -1232,7 +1228,7 @@ static bool tls_input(struct rlb_conn *c)
         /* Let an alert go out, then close. */
         c->close_after = true;
         c->eof = true;
-        rlb_bq_clear(&w->segs, c->in);
+        rlb_bq_clear(&w->segs, rlb_conn_in(c));
         if (c->ex)
             rlb_conn_abort(c);
         else
@@ -1243,7 +1239,7 @@ static bool tls_input(struct rlb_conn *c)
         /* Handshake complete: from now on header_timeout runs from the first request byte. */
         c->head_start_ms = 0;
         conn_arm_timer(c);
-        if (c->tls_out.bytes)
+        if (c->tls->plain_out.bytes)
             rlb_conn_flush(c);
     }
     if (rlb_tls_peer_closed(c->tls))
@@ -1294,7 +1290,7 @@ static void conn_on_sent(struct rlb_stream *s, int res)
         conn_close(c, true); /* the client is gone (460) */
         return;
     }
-    if (c->tls && c->tls_out.bytes)
+    if (c->tls && c->tls->plain_out.bytes)
         rlb_conn_flush(c);
     if (c->state == RLB_C_CLOSING) {
         if (rlb_conn_pending(c) == 0)

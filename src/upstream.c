@@ -473,7 +473,7 @@ static int relay_head(struct rlb_upconn *u)
             uint32_t n = b ? rlb_http1_write_response(b->data, cap, h, 0, NULL) : 0;
             struct rlb_seg *seg = n ? rlb_seg_from_block(&w->segs, b, b->data, n) : NULL;
             if (seg)
-                rlb_bq_push(c->out, seg);
+                rlb_bq_push(rlb_conn_out(c), seg);
             else if (b)
                 rlb_block_unref(b);
         }
@@ -548,7 +548,7 @@ static int relay_head(struct rlb_upconn *u)
         ret = -1;
         goto out;
     }
-    rlb_bq_push(c->out, seg);
+    rlb_bq_push(rlb_conn_out(c), seg);
     ex->resp_head_done = true;
     if (tunnel) {
         ex->resp_done = true;
@@ -594,11 +594,11 @@ static int pump_response(struct rlb_upconn *u)
                     return -1;
                 }
                 part->data = (char *)ex->respctx.spans[i].p;
-                rlb_bq_push(c->out, part);
+                rlb_bq_push(rlb_conn_out(c), part);
             }
             rlb_bq_consume(&w->segs, &u->st.in, used);
         } else {
-            rlb_bq_move(&w->segs, &u->st.in, c->out, used);
+            rlb_bq_move(&w->segs, &u->st.in, rlb_conn_out(c), used);
         }
     }
     if (ex->resp_done && u->st.in.bytes > 0)
@@ -613,7 +613,7 @@ static void up_process(struct rlb_upconn *u)
     struct rlb_conn *c = ex->c;
     if (c->state == RLB_C_TUNNEL) {
         if (u->st.in.bytes) {
-            rlb_bq_move(&w->segs, &u->st.in, c->out, u->st.in.bytes);
+            rlb_bq_move(&w->segs, &u->st.in, rlb_conn_out(c), u->st.in.bytes);
             rlb_conn_flush(c);
         }
         rlb_stream_want_recv(&u->st, rlb_conn_pending(c) < RLB_HIGH_WATER);

@@ -78,6 +78,10 @@ struct rlb_tls {
     struct rlb_tls_io *io;            /* during a call only: the caller's buffers (on stack) */
     const char *why;                  /* reason of the last failure (static string) or NULL */
     uint8_t flags;                    /* TLS_F_* (tls.c) */
+    /* The connection's plaintext: decrypted input and output awaiting encryption. Kept here,
+     * not in struct rlb_conn, so plaintext connections do not carry them; conn.c owns and
+     * clears them, the engine only fills and drains them when conn.c passes them in. */
+    struct rlb_bq plain_in, plain_out;
 };
 
 /* Facts about an established connection, for headers and access logs. Every string is owned by
