@@ -35,6 +35,8 @@ void rlb_timer_arm(struct rlb_timer_wheel *w, struct rlb_timer *t, uint64_t expi
         w->count++;
     t->expires_ms = expires_ms;
     t->cb = cb;
+    if (expires_ms < w->hint_ms)
+        w->hint_ms = expires_ms;
     uint64_t tick = expires_ms / RLB_TIMER_TICK_MS;
     if (tick < w->next_tick)
         tick = w->next_tick;
@@ -98,10 +100,13 @@ size_t rlb_timer_wheel_run(struct rlb_timer_wheel *w, uint64_t now_ms)
     return fired;
 }
 
-uint64_t rlb_timer_wheel_next_ms(const struct rlb_timer_wheel *w, uint64_t max_ms)
+uint64_t rlb_timer_wheel_next_ms(struct rlb_timer_wheel *w, uint64_t max_ms)
 {
     if (w->count == 0)
         return max_ms;
+    if (w->hint_ms > w->now_ms)
+        return w->hint_ms - w->now_ms < max_ms ? w->hint_ms - w->now_ms : max_ms;
+    /* The bound was reached: search the slots up to max_ms ahead for the next deadline. */
     uint64_t limit = max_ms / RLB_TIMER_TICK_MS + 1;
     for (uint64_t i = 0; i < limit && i < RLB_TIMER_SLOTS; i++) {
         uint64_t tick = w->next_tick + i;
@@ -115,7 +120,16 @@ uint64_t rlb_timer_wheel_next_ms(const struct rlb_timer_wheel *w, uint64_t max_m
         uint64_t end = (tick + 1) * RLB_TIMER_TICK_MS;
         if (best > end)
             continue; /* a later round */
-        return best <= w->now_ms ? 0 : (best - w->now_ms < max_ms ? best - w->now_ms : max_ms);
+        if (best <= w->now_ms)
+            return 0; /* due: run the wheel; the bound stays unknown */
+        w->hint_ms = best;
+        return best - w->now_ms < max_ms ? best - w->now_ms : max_ms;
     }
+    /* Nothing due before the end of the searched ticks (or now_ms + max_ms). */
+    uint64_t searched = (w->next_tick + (limit < RLB_TIMER_SLOTS ? limit : RLB_TIMER_SLOTS)) *
+                        RLB_TIMER_TICK_MS;
+    w->hint_ms = searched < w->now_ms + max_ms ? searched : w->now_ms + max_ms;
+    if (w->hint_ms <= w->now_ms)
+        w->hint_ms = 0;
     return max_ms;
 }

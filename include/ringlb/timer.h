@@ -31,6 +31,8 @@ struct rlb_timer_wheel {
     uint64_t now_ms;    /* time of the last rlb_timer_wheel_run() */
     uint64_t next_tick; /* first tick not processed yet */
     size_t count;       /* armed timers */
+    uint64_t hint_ms;   /* no timer is due before this (a lower bound: cancelled or moved
+                         * timers may leave it early); 0 when unknown */
     struct rlb_timer *slots[RLB_TIMER_SLOTS];
 };
 
@@ -51,8 +53,9 @@ static inline bool rlb_timer_armed(const struct rlb_timer *t) { return t->pprev 
  * a callback may arm or cancel any timer, including its own). Returns the number fired. */
 size_t rlb_timer_wheel_run(struct rlb_timer_wheel *w, uint64_t now_ms);
 
-/* Milliseconds until the wheel next needs running (bounded search, at most `max_ms`);
- * max_ms when no timer is armed. */
-uint64_t rlb_timer_wheel_next_ms(const struct rlb_timer_wheel *w, uint64_t max_ms);
+/* Milliseconds until the wheel next needs running (at most `max_ms`); max_ms when no timer is
+ * armed. O(1) while the cached lower bound of the next deadline lies ahead; a bounded search
+ * of the slots otherwise (at most once per bound reached). */
+uint64_t rlb_timer_wheel_next_ms(struct rlb_timer_wheel *w, uint64_t max_ms);
 
 #endif

@@ -129,11 +129,60 @@ TEST(next_ms_reports_nearest)
     CHECK(n <= 100 && n >= 90);
     rlb_timer_cancel(&wheel, &t);
     rlb_timer_arm(&wheel, &t, 1000 + 100000, on_fire);
+    /* The cached bound still says 1100: one early wake-up, then the search finds nothing. */
+    n = rlb_timer_wheel_next_ms(&wheel, 500);
+    CHECK(n <= 100);
+    rlb_timer_wheel_run(&wheel, 1100);
     CHECK_EQ_INT(rlb_timer_wheel_next_ms(&wheel, 500), 500);
+    /* A nearer timer armed later lowers the bound at once. */
+    struct rlb_timer u = {0};
+    rlb_timer_arm(&wheel, &u, 1130, on_fire);
+    CHECK_EQ_INT(rlb_timer_wheel_next_ms(&wheel, 500), 30);
+}
+
+/* Whatever the arms, moves and cancels, the wait never passes the earliest deadline. */
+TEST(next_ms_never_sleeps_past_a_deadline)
+{
+    static struct rlb_timer ts[64];
+    memset(ts, 0, sizeof(ts));
+    rlb_timer_wheel_init(&wheel, 5000);
+    uint64_t now = 5000, rnd = 88172645463325252ull;
+    fired_count = 0;
+    for (int step = 0; step < 20000; step++) {
+        rnd ^= rnd << 13;
+        rnd ^= rnd >> 7;
+        rnd ^= rnd << 17;
+        struct rlb_timer *t = &ts[rnd % 64];
+        switch ((rnd >> 8) % 4) {
+        case 0:
+        case 1:
+            rlb_timer_arm(&wheel, t, now + (rnd >> 16) % 3000, on_fire);
+            break;
+        case 2:
+            rlb_timer_cancel(&wheel, t);
+            break;
+        default:
+            now += (rnd >> 16) % 40;
+            rlb_timer_wheel_run(&wheel, now);
+        }
+        uint64_t earliest = UINT64_MAX;
+        for (int i = 0; i < 64; i++)
+            if (rlb_timer_armed(&ts[i]) && ts[i].expires_ms < earliest)
+                earliest = ts[i].expires_ms;
+        uint64_t wait = rlb_timer_wheel_next_ms(&wheel, 1000);
+        CHECK(wait <= 1000);
+        if (earliest != UINT64_MAX) {
+            uint64_t base = wheel.now_ms;
+            CHECK(earliest <= base || base + wait <= earliest);
+            if (earliest <= base)
+                CHECK_EQ_INT(wait, 0);
+        }
+    }
 }
 
 int main(void)
 {
+    RUN(next_ms_never_sleeps_past_a_deadline);
     RUN(fires_once_after_deadline);
     RUN(cancel_prevents_firing);
     RUN(rearm_moves_timer);
