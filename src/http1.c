@@ -325,11 +325,16 @@ static void put(struct out *o, const char *s, size_t n)
 
 static void puts_(struct out *o, const char *s) { put(o, s, strlen(s)); }
 
+/* Decimal digits of v (no snprintf: this runs several times per request). */
 static void put_u(struct out *o, uint64_t v)
 {
-    char tmp[24];
-    int n = snprintf(tmp, sizeof(tmp), "%llu", (unsigned long long)v);
-    put(o, tmp, (size_t)n);
+    char tmp[20];
+    size_t i = sizeof(tmp);
+    do {
+        tmp[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    put(o, tmp + i, sizeof(tmp) - i);
 }
 
 static void put_hdr(struct out *o, const struct rlb_hdr *h)

@@ -166,7 +166,7 @@ static void attach(struct rlb_exchange *ex, struct rlb_upconn *u, struct rlb_bq 
     ex->u = u;
     u->requests++;
     u->active_ms = w->now_ms;
-    ex->sent_us = rlb_now_us();
+    ex->sent_us = w->now_us;
     memset(&u->scan, 0, sizeof(u->scan));
     ex->resp_started = ex->resp_head_done = ex->resp_done = false;
     rlb_bq_move(&w->segs, req, &u->st.out, req->bytes);
@@ -482,10 +482,10 @@ static int relay_head(struct rlb_upconn *u)
     unsigned flags = 0;
     bool tunnel = h->status == 101 && ex->upgrade;
     ex->target_status = h->status;
-    ex->resp_us = rlb_now_us();
+    ex->resp_us = w->now_us;
     if (ex->group)
         rlb_metrics_target_response(w->metrics, ex->group->metric_id, h->status,
-                                    rlb_now_us() - ex->sent_us);
+                                    w->now_us - ex->sent_us);
     if (h->status == 101 && !ex->upgrade) {
         u->reusable = false;
         rlb_conn_lb_error(c, 502);

@@ -303,11 +303,18 @@ static void start_drain(struct rlb_worker *w)
     rlb_upstream_close_idle(w);
 }
 
+/* Refresh the worker's cached clock (one clock_gettime). */
+static void clock_tick(struct rlb_worker *w)
+{
+    w->now_us = rlb_now_us();
+    w->now_ms = w->now_us / 1000u;
+}
+
 static void worker_loop(struct rlb_worker *w)
 {
     uint64_t exit_deadline = 0;
     for (;;) {
-        w->now_ms = rlb_now_ms();
+        clock_tick(w);
         if (atomic_load_explicit(&w->inbox, memory_order_relaxed))
             take_inbox(w);
         int stop = atomic_load_explicit(&w->stop, memory_order_relaxed);
@@ -345,7 +352,7 @@ static void worker_loop(struct rlb_worker *w)
         if (ret < 0 && ret != -ETIME && ret != -EINTR && ret != -EBUSY) {
             rlb_log_error("worker %u: io_uring wait: %s", w->id, strerror(-ret));
         }
-        w->now_ms = rlb_now_ms();
+        clock_tick(w);
         unsigned head, seen = 0;
         io_uring_for_each_cqe(&w->ring, head, cqe)
         {

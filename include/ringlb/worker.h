@@ -61,6 +61,8 @@ struct rlb_worker {
     struct rlb_segpool segs;
     struct rlb_timer_wheel timers;
     uint64_t now_ms;            /* monotonic, refreshed each loop iteration */
+    uint64_t now_us;            /* the same instant in µs: request timings read this cached
+                                 * clock (as nginx does), not clock_gettime per request */
     int wake_fd;                /* eventfd the main thread writes to */
     uint64_t wake_buf;
     bool wake_armed;

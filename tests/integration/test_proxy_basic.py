@@ -7,6 +7,7 @@ SPEC sections 3.1, 3.2, 5 (/healthz). Run: python3 tests/integration/test_proxy_
 
 import http.client
 import re
+import socket
 import time
 
 import harness as h
@@ -218,6 +219,16 @@ class ForwardedHeaders(h.RingTestCase):
         self.assertEqual(d.get("x-forwarded-for"), ["127.0.0.1"])
         _, d, _ = self.fetch([("X-Forwarded-For", "1.2.3.4")])
         self.assertEqual(d.get("x-forwarded-for"), ["1.2.3.4, 127.0.0.1"])
+
+    def test_xff_client_address_text(self):
+        """Every digit count of every byte of an IPv4 client address (the loopback /8)."""
+        self.start()
+        for src in ("127.45.203.9", "127.100.10.0", "127.9.99.250"):
+            s = socket.create_connection(("127.0.0.1", self.port), timeout=10,
+                                         source_address=(src, 0))
+            with h.Conn(self.port, sock=s) as c:
+                _, d, _ = self.fetch(conn=c)
+            self.assertEqual(d.get("x-forwarded-for"), [src])
 
     def test_xff_append_is_default_mode(self):
         self.start(xff="append")
