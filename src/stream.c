@@ -104,7 +104,10 @@ void rlb_stream_send(struct rlb_stream *s)
     op->msg.msg_iovlen = (size_t)n;
     s->sop = op;
     struct io_uring_sqe *sqe = rlb_worker_sqe(w);
-    io_uring_prep_sendmsg(sqe, s->fd, &op->msg, MSG_NOSIGNAL);
+    if (n == 1) /* a plain send skips copying and checking a msghdr in the kernel */
+        io_uring_prep_send(sqe, s->fd, op->iov[0].iov_base, op->iov[0].iov_len, MSG_NOSIGNAL);
+    else
+        io_uring_prep_sendmsg(sqe, s->fd, &op->msg, MSG_NOSIGNAL);
     io_uring_sqe_set_data64(sqe, tag(s, RLB_OP_SEND));
     s->flags |= RLB_ST_SEND_BUSY;
     s->pending++;
