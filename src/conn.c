@@ -251,8 +251,7 @@ void rlb_conn_accept(struct rlb_worker *w, struct rlb_wlistener *wl, int fd)
         close(fd);
         return;
     }
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    /* TCP_NODELAY comes from the listening socket (worker.c). */
     socklen_t plen = sizeof(c->peer);
     if (getpeername(fd, &c->peer.sa, &plen) != 0)
         memset(&c->peer, 0, sizeof(c->peer));
