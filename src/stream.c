@@ -5,8 +5,12 @@
  * on the worker's starved list and is re-armed once buffers come back). Cancelling is by
  * user_data, so a descriptor number reused after close can never be hit by a stale cancel.
  *
- * Sending: one sendmsg at a time gathers up to RLB_SEND_IOV segments of the output queue; the
- * sent bytes are released on completion, which returns provided buffers to the kernel.
+ * Sending: one sendmsg at a time gathers up to RLB_SEND_IOV segments of the output queue (a
+ * plain send when there is one segment); the sent bytes are released on completion, which
+ * returns provided buffers to the kernel.
+ *
+ * Closing goes through the ring too (rlb_worker_close_fd), behind the stream's last queued
+ * operation, so its descriptor number cannot be reused while an operation still names it.
  */
 #include "ringlb/stream.h"
 
