@@ -144,27 +144,25 @@ size_t rlb_action_redirect_url(const struct rlb_action *a, const struct rlb_list
 
 static unsigned char sticky_key[32];
 
-static int hexv(int c)
+/* 64 hex digits → the 32-byte key (OpenSSL's decoder); sticky_key is left alone on error. */
+static int set_key_hex(const char *hex, size_t n)
 {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
+    char text[65];
+    unsigned char k[32];
+    size_t len = 0;
+    if (n != 64)
+        return -EINVAL;
+    memcpy(text, hex, 64);
+    text[64] = '\0';
+    if (OPENSSL_hexstr2buf_ex(k, sizeof(k), &len, text, '\0') != 1 || len != sizeof(k))
+        return -EINVAL;
+    memcpy(sticky_key, k, sizeof(k));
+    return 0;
 }
 
 int rlb_sticky_key_set_hex(const char *hex)
 {
-    unsigned char k[32];
-    if (strlen(hex) != 64)
-        return -EINVAL;
-    for (size_t i = 0; i < 32; i++) {
-        int hi = hexv(hex[2 * i]), lo = hexv(hex[2 * i + 1]);
-        if (hi < 0 || lo < 0)
-            return -EINVAL;
-        k[i] = (unsigned char)(hi * 16 + lo);
-    }
-    memcpy(sticky_key, k, sizeof(k));
-    return 0;
+    return set_key_hex(hex, strlen(hex));
 }
 
 int rlb_sticky_key_init(const char *key_file)
@@ -187,16 +185,7 @@ int rlb_sticky_key_init(const char *key_file)
         memcpy(sticky_key, buf + s, 32);
         return 0;
     }
-    if (n - s == 64) {
-        for (size_t i = 0; i < 32; i++) {
-            int hi = hexv(buf[s + 2 * i]), lo = hexv(buf[s + 2 * i + 1]);
-            if (hi < 0 || lo < 0)
-                return -EINVAL;
-            sticky_key[i] = (unsigned char)(hi * 16 + lo);
-        }
-        return 0;
-    }
-    return -EINVAL;
+    return set_key_hex((const char *)buf + s, n - s);
 }
 
 static const char b64u[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include <libfyaml.h>
+#include <openssl/crypto.h>
 #include <openssl/rand.h>
 
 #include "ringlb/action.h"
@@ -1025,8 +1026,8 @@ static int fleet_sticky_key(void)
     char hex[65];
     if (RAND_bytes(key, sizeof(key)) != 1)
         return -EIO;
-    for (size_t i = 0; i < 32; i++)
-        sprintf(hex + 2 * i, "%02x", key[i]);
+    if (OPENSSL_buf2hexstr_ex(hex, sizeof(hex), NULL, key, sizeof(key), '\0') != 1)
+        return -EIO;
     bool created;
     char *other;
     int64_t unused;

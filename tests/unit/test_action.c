@@ -132,6 +132,34 @@ TEST(sticky_key_file)
     CHECK(rlb_sticky_key_init("/nonexistent/key") < 0);
 }
 
+/* The fleet key from etcd (hex text) is the same key as the same hex in a key file, and bad
+ * hex is refused without touching the key in use. */
+TEST(sticky_key_from_hex)
+{
+    static const char hex[] = "00112233445566778899aabbccddeeff00112233445566778899AABBCCDDEEFF";
+    char path[] = "/tmp/ringlb-test-keyXXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    FILE *f = fdopen(fd, "w");
+    fprintf(f, "%s\n", hex);
+    fclose(f);
+    char v1[RLB_STICKY_COOKIE_LEN + 1], v2[RLB_STICKY_COOKIE_LEN + 1];
+    CHECK_EQ_INT(rlb_sticky_key_init(path), 0);
+    rlb_sticky_encode(7, 4000000000u, v1);
+    unlink(path);
+    CHECK_EQ_INT(rlb_sticky_key_init(NULL), 0);
+    CHECK_EQ_INT(rlb_sticky_key_set_hex(hex), 0);
+    rlb_sticky_encode(7, 4000000000u, v2);
+    CHECK_EQ_STR(v1, v2);
+    CHECK(rlb_sticky_key_set_hex("0011") < 0);
+    CHECK(rlb_sticky_key_set_hex("zz112233445566778899aabbccddeeff"
+                                 "00112233445566778899aabbccddeeff") < 0);
+    CHECK(rlb_sticky_key_set_hex("00:1122:33445566778899aabbccddee"
+                                 "ff00112233445566778899aabbccddee") < 0);
+    rlb_sticky_encode(7, 4000000000u, v2);
+    CHECK_EQ_STR(v1, v2); /* still the same key */
+}
+
 TEST(cookie_lookup)
 {
     static struct rlb_http_head h;
@@ -192,6 +220,7 @@ int main(void)
     RUN(redirect_placeholders);
     RUN(sticky_cookie_roundtrip);
     RUN(sticky_key_file);
+    RUN(sticky_key_from_hex);
     RUN(cookie_lookup);
     RUN(weighted_split_is_exact);
     return TEST_SUMMARY();
