@@ -579,9 +579,9 @@ void rlb_conn_abort(struct rlb_conn *c)
 
 enum head_result { HEAD_MORE, HEAD_OK, HEAD_ERROR };
 
-/* Find a complete head at the start of rlb_conn_in(c)-> On HEAD_OK, buf and len give the contiguous
- * head (in place, or copied into *copy which the caller frees). On HEAD_ERROR *status says
- * which error. */
+/* Find a complete head at the start of the connection's input. On HEAD_OK, buf and len give
+ * the contiguous head (in place, or copied into *copy which the caller frees). On HEAD_ERROR
+ * *status says which error. */
 static enum head_result read_head(struct rlb_conn *c, const char **buf, uint32_t *len,
                                   struct rlb_block **copy, int *status)
 {
@@ -789,6 +789,7 @@ static bool canary_forced(const struct rlb_forward *f, const struct rlb_http_hea
 static void forward(struct rlb_conn *c, const struct rlb_action *a, struct rlb_forward *f,
                     struct rlb_http_head *h)
 {
+    struct rlb_bq *in = rlb_conn_in(c);
     struct rlb_worker *w = c->st.w;
     struct rlb_exchange *ex = c->ex;
     const struct rlb_listener_cfg *lc = ex->lst->cfg;
@@ -893,14 +894,14 @@ static void forward(struct rlb_conn *c, const struct rlb_action *a, struct rlb_f
     c->state = RLB_C_EXCHANGE;
     /* Body bytes already here go along; small complete requests are kept for a retry. */
     if (!ex->req_done) {
-        while (rlb_conn_in(c)->bytes > 0 && !ex->req_done && req.bytes < RLB_RETRY_KEEP) {
-            struct rlb_seg *s = rlb_conn_in(c)->head;
+        while (in->bytes > 0 && !ex->req_done && req.bytes < RLB_RETRY_KEEP) {
+            struct rlb_seg *s = in->head;
             int err = llhttp_execute(&ex->req, s->data, s->len);
             if (err == HPE_OK) {
-                rlb_bq_move(&w->segs, rlb_conn_in(c), &req, s->len);
+                rlb_bq_move(&w->segs, in, &req, s->len);
             } else if (err == HPE_PAUSED && ex->reqctx.message_done) {
                 uint32_t used = (uint32_t)(llhttp_get_error_pos(&ex->req) - s->data);
-                rlb_bq_move(&w->segs, rlb_conn_in(c), &req, used);
+                rlb_bq_move(&w->segs, in, &req, used);
                 llhttp_resume(&ex->req);
                 ex->req_done = true;
             } else {
@@ -1039,18 +1040,19 @@ static void handle_head(struct rlb_conn *c, const char *buf, uint32_t len,
 /* Move request body bytes to the target while it can take them. */
 static void pump_request(struct rlb_conn *c)
 {
+    struct rlb_bq *in = rlb_conn_in(c);
     struct rlb_worker *w = c->st.w;
     struct rlb_exchange *ex = c->ex;
     struct rlb_upconn *u = ex->u;
     bool moved = false;
-    while (!ex->req_done && rlb_conn_in(c)->bytes > 0 && u->st.out.bytes < RLB_HIGH_WATER) {
-        struct rlb_seg *s = rlb_conn_in(c)->head;
+    while (!ex->req_done && in->bytes > 0 && u->st.out.bytes < RLB_HIGH_WATER) {
+        struct rlb_seg *s = in->head;
         int err = llhttp_execute(&ex->req, s->data, s->len);
         if (err == HPE_OK) {
-            rlb_bq_move(&w->segs, rlb_conn_in(c), &u->st.out, s->len);
+            rlb_bq_move(&w->segs, in, &u->st.out, s->len);
         } else if (err == HPE_PAUSED && ex->reqctx.message_done) {
             uint32_t used = (uint32_t)(llhttp_get_error_pos(&ex->req) - s->data);
-            rlb_bq_move(&w->segs, rlb_conn_in(c), &u->st.out, used);
+            rlb_bq_move(&w->segs, in, &u->st.out, used);
             llhttp_resume(&ex->req);
             ex->req_done = true;
         } else {
@@ -1071,21 +1073,22 @@ static void pump_request(struct rlb_conn *c)
 /* Read and drop the rest of a request body (local answers). Returns true when done. */
 static bool discard_request(struct rlb_conn *c)
 {
+    struct rlb_bq *in = rlb_conn_in(c);
     struct rlb_worker *w = c->st.w;
     struct rlb_exchange *ex = c->ex;
-    while (!ex->req_done && rlb_conn_in(c)->bytes > 0) {
-        struct rlb_seg *s = rlb_conn_in(c)->head;
+    while (!ex->req_done && in->bytes > 0) {
+        struct rlb_seg *s = in->head;
         int err = llhttp_execute(&ex->req, s->data, s->len);
         if (err == HPE_OK) {
-            rlb_bq_consume(&w->segs, rlb_conn_in(c), s->len);
+            rlb_bq_consume(&w->segs, in, s->len);
         } else if (err == HPE_PAUSED && ex->reqctx.message_done) {
             uint32_t used = (uint32_t)(llhttp_get_error_pos(&ex->req) - s->data);
-            rlb_bq_consume(&w->segs, rlb_conn_in(c), used);
+            rlb_bq_consume(&w->segs, in, used);
             llhttp_resume(&ex->req);
             ex->req_done = true;
         } else {
             c->close_after = true;
-            rlb_bq_clear(&w->segs, rlb_conn_in(c));
+            rlb_bq_clear(&w->segs, in);
             ex->req_done = true;
         }
     }
@@ -1094,13 +1097,14 @@ static bool discard_request(struct rlb_conn *c)
 
 static void conn_process(struct rlb_conn *c)
 {
+    struct rlb_bq *in = rlb_conn_in(c);
     struct rlb_worker *w = c->st.w;
     for (;;) {
         if (c->st.flags & RLB_ST_CLOSED)
             return;
         switch (c->state) {
         case RLB_C_HEAD: {
-            if (rlb_conn_in(c)->bytes == 0) {
+            if (in->bytes == 0) {
                 if (c->eof || w->draining) {
                     conn_close(c, false);
                     return;
@@ -1127,20 +1131,20 @@ static void conn_process(struct rlb_conn *c)
                 return;
             }
             if (r == HEAD_ERROR) {
-                rlb_bq_clear(&w->segs, rlb_conn_in(c));
+                rlb_bq_clear(&w->segs, in);
                 rlb_conn_lb_error(c, status);
                 return;
             }
             /* Keep the head bytes out of the body path: detach them first when in place. */
             struct rlb_bq headq = {0};
             if (!copy) {
-                if (rlb_bq_move(&w->segs, rlb_conn_in(c), &headq, len) < 0) {
+                if (rlb_bq_move(&w->segs, in, &headq, len) < 0) {
                     conn_close(c, true);
                     return;
                 }
                 buf = headq.head->data;
             } else {
-                rlb_bq_consume(&w->segs, rlb_conn_in(c), len);
+                rlb_bq_consume(&w->segs, in, len);
             }
             memset(&c->scan, 0, sizeof(c->scan));
             handle_head(c, buf, len, copy);
@@ -1157,7 +1161,7 @@ static void conn_process(struct rlb_conn *c)
             /* Read on while the target can take more; between requests, read ahead a
              * little (pipelining) and notice the client closing. */
             if (c->ex->req_done)
-                rlb_stream_want_recv(&c->st, rlb_conn_in(c)->bytes < RLB_MAX_REQUEST_HEAD && !c->eof);
+                rlb_stream_want_recv(&c->st, in->bytes < RLB_MAX_REQUEST_HEAD && !c->eof);
             else
                 rlb_stream_want_recv(&c->st, c->ex->u && c->ex->u->st.out.bytes <
                                                              RLB_HIGH_WATER && !c->eof);
@@ -1183,8 +1187,8 @@ static void conn_process(struct rlb_conn *c)
                 conn_close(c, false);
                 return;
             }
-            if (rlb_conn_in(c)->bytes) {
-                rlb_bq_move(&w->segs, rlb_conn_in(c), &u->st.out, rlb_conn_in(c)->bytes);
+            if (in->bytes) {
+                rlb_bq_move(&w->segs, in, &u->st.out, in->bytes);
                 rlb_upstream_kick(u);
             }
             if (c->eof) {
@@ -1195,7 +1199,7 @@ static void conn_process(struct rlb_conn *c)
             return;
         }
         case RLB_C_CLOSING:
-            rlb_bq_clear(&w->segs, rlb_conn_in(c));
+            rlb_bq_clear(&w->segs, in);
             if (c->eof && rlb_conn_pending(c) == 0) {
                 conn_close(c, false);
                 return;
@@ -1225,8 +1229,8 @@ void rlb_conn_flush(struct rlb_conn *c)
     rlb_stream_send(&c->st);
 }
 
-/* Decrypt what arrived on a TLS connection into rlb_conn_in(c); answer the handshake. Returns false
- * when the connection was closed. */
+/* Decrypt what arrived on a TLS connection into its plaintext input; answer the handshake.
+ * Returns false when the connection was closed. */
 static bool tls_input(struct rlb_conn *c)
 {
     struct rlb_worker *w = c->st.w;
