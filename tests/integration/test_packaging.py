@@ -405,15 +405,25 @@ wait_lines() {  # file count
     for _ in $(seq 1 100); do [ "$(lines "$1")" -ge "$2" ] && return 0; sleep 0.1; done
     return 1
 }
-chroot "$M" setpriv --reuid=ringlb --regid=ringlb --init-groups \
-    /usr/sbin/ringlb -c /etc/ringlb/test.yaml > "$T/ringlb.out" 2> "$T/ringlb.err" &
-PID=$!
-ok=0
-for _ in $(seq 1 100); do
-    if c curl -sf -o /dev/null "http://127.0.0.1:$APORT/healthz"; then ok=1; break; fi
-    kill -0 "$PID" 2>/dev/null || break
-    sleep 0.1
-done
+start_as_ringlb() {  # config log-name: run ringlb as the service user; sets PID and ok
+    chroot "$M" setpriv --reuid=ringlb --regid=ringlb --init-groups \
+        /usr/sbin/ringlb -c "$1" > "$T/$2.out" 2> "$T/$2.err" &
+    PID=$!
+    ok=0
+    for _ in $(seq 1 100); do
+        if c curl -sf -o /dev/null "http://127.0.0.1:$APORT/healthz"; then ok=1; break; fi
+        kill -0 "$PID" 2>/dev/null || break
+        sleep 0.1
+    done
+}
+stop_ringlb() {  # tag log-name: SIGTERM, wait, report the exit status and the error log
+    kill -TERM "$PID" 2>/dev/null
+    for _ in $(seq 1 100); do kill -0 "$PID" 2>/dev/null || break; sleep 0.1; done
+    wait "$PID"; say "$1_RC" $?
+    PID=
+    say "$1_ERR" "$(tail -c 600 "$T/$2.err" | tr '\n' '|')"
+}
+start_as_ringlb /etc/ringlb/test.yaml ringlb
 say RUN_READY $ok
 if [ $ok = 1 ]; then
     say RUN_UID "$(c stat -c %U /proc/$PID)"
@@ -439,29 +449,13 @@ if [ $ok = 1 ]; then
     say LOG_ROTATED_AFTER "$(lines /var/log/ringlb/access.log.1)"
     say AFTER_IN_NEW "$(c grep -c '/after' /var/log/ringlb/access.log)"
 fi
-kill -TERM "$PID" 2>/dev/null
-for _ in $(seq 1 100); do kill -0 "$PID" 2>/dev/null || break; sleep 0.1; done
-wait "$PID"; say RUN_RC $?
-PID=
-say RUN_ERR "$(tail -c 600 "$T/ringlb.err" | tr '\n' '|')"
+stop_ringlb RUN ringlb
 
 # `user: ringlb` in the file while the process already runs as ringlb (as under the unit)
 { echo "user: ringlb"; cat "$M/etc/ringlb/test.yaml"; } > "$M/etc/ringlb/test-user.yaml"
-chroot "$M" setpriv --reuid=ringlb --regid=ringlb --init-groups \
-    /usr/sbin/ringlb -c /etc/ringlb/test-user.yaml > "$T/ringlb2.out" 2> "$T/ringlb2.err" &
-PID=$!
-ok=0
-for _ in $(seq 1 50); do
-    if c curl -sf -o /dev/null "http://127.0.0.1:$APORT/healthz"; then ok=1; break; fi
-    kill -0 "$PID" 2>/dev/null || break
-    sleep 0.1
-done
+start_as_ringlb /etc/ringlb/test-user.yaml ringlb2
 say USER_READY $ok
-kill -TERM "$PID" 2>/dev/null
-for _ in $(seq 1 100); do kill -0 "$PID" 2>/dev/null || break; sleep 0.1; done
-wait "$PID"; say USER_RC $?
-PID=
-say USER_ERR "$(tail -c 600 "$T/ringlb2.err" | tr '\n' '|')"
+stop_ringlb USER ringlb2
 
 rm -f "$M/etc/ringlb/test.yaml" "$M/etc/ringlb/test-user.yaml"
 timeout 120 chroot "$M" dpkg --purge ringlb > "$T/dpkg-purge.log" 2>&1
