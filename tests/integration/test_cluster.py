@@ -416,6 +416,15 @@ class TestSecureEtcd(h.RingTestCase):
 
 
 class TestOutage(FleetCase):
+    def assert_fleet_back(self, lbs, timeout):
+        """After etcd returns: every instance reconnects within `timeout` s, and a change
+        made through the first one reaches the second within 1 s."""
+        for lb in lbs:
+            h.wait_for(lambda lb=lb: metric(lb, "ringlb_cluster_connected") == 1.0, timeout,
+                       what="the reconnection")
+        ok_json(api(lbs[0], "PUT", "/api/v1/listeners/main/rules/10/forward",
+                    {"target_groups": [{"name": "gb", "weight": 1}]}))
+        h.wait_for(lambda: rule_weights(lbs[1]) == {"gb": 1}, 1.0, what="the change")
 
     def test_etcd_down_keeps_serving_then_catches_up(self):
         lbs = self.fleet(3)
@@ -440,13 +449,7 @@ class TestOutage(FleetCase):
         for ld in loads:
             ld.wait_requests(50)
         self.etcd.start()
-        for lb in lbs:
-            h.wait_for(lambda lb=lb: metric(lb, "ringlb_cluster_connected") == 1.0, 5,
-                       what="the reconnection")
-        # a change made through one instance after the outage reaches the other
-        ok_json(api(lbs[0], "PUT", "/api/v1/listeners/main/rules/10/forward",
-                    {"target_groups": [{"name": "gb", "weight": 1}]}))
-        h.wait_for(lambda: rule_weights(lbs[1]) == {"gb": 1}, 1.0, what="the change")
+        self.assert_fleet_back(lbs, 5)
         for ld in loads:
             ld.stop()
             self.assertEqual(ld.failures, [])
@@ -473,12 +476,7 @@ class TestOutage(FleetCase):
         n = load.ok
         load.wait_requests(n + 50)
         os.kill(self.etcd.proc.pid, signal.SIGCONT)
-        for lb in lbs:
-            h.wait_for(lambda lb=lb: metric(lb, "ringlb_cluster_connected") == 1.0, 10,
-                       what="the reconnection")
-        ok_json(api(lbs[0], "PUT", "/api/v1/listeners/main/rules/10/forward",
-                    {"target_groups": [{"name": "gb", "weight": 1}]}))
-        h.wait_for(lambda: rule_weights(lbs[1]) == {"gb": 1}, 1.0, what="the change")
+        self.assert_fleet_back(lbs, 10)
         load.stop()
         self.assertEqual(load.failures, [])
 
