@@ -77,8 +77,7 @@ int rlb_bufring_init(struct rlb_bufring *br, struct io_uring *ring, uint16_t bgi
     }
     io_uring_buf_ring_init(br->br);
     br->added = 0;
-    br->start = br->inc ? RLB_BUFRING_START_INC : RLB_BUFRING_START;
-    add_buffers(br, br->start);
+    add_buffers(br, br->inc ? RLB_BUFRING_START_INC : RLB_BUFRING_START);
     return 0;
 }
 

@@ -45,7 +45,6 @@ struct rlb_bufring {
     uint32_t outstanding;         /* buffers out of the ring (the kernel finished with them),
                                    * not yet returned */
     uint32_t added;               /* buffers in circulation (ids 0..added-1); grows on demand */
-    uint32_t start;               /* buffers circulating after init */
     size_t ring_bytes;
 };
 
